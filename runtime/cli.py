@@ -1,0 +1,114 @@
+"""kubeseed-runtime: the first-boot program (preflight, init, join, status)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import List, Optional
+
+from .config import NODE_CONFIG_PATH, ConfigError, NodeConfig, load_node_config
+from .workflow import Context, Phase, PhaseError, run, status
+
+VERSION = "0.1.0"
+ACTIONS = {"init": "master", "join": "node"}
+
+
+def phases(command: str) -> List[Phase]:
+    """The ordered phases of ``init`` (master) and ``join`` (node)."""
+    from . import preflight
+
+    return [Phase("preflight", "Running pre-flight checks", preflight.phase)]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kubeseed-runtime", description="kubeseed first-boot runtime")
+    p.add_argument("--version", action="version", version=f"kubeseed-runtime {VERSION}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--root", default="", metavar="DIR", help="read and write every path inside DIR; start no host service"
+    )
+    common.add_argument("--config", metavar="FILE", help=f"node config (default: [DIR]{NODE_CONFIG_PATH})")
+    common.add_argument("--node-name", default="", help="node name (default: nodeName from the config, else hostname)")
+    common.add_argument(
+        "--ignore-preflight-errors",
+        default="",
+        metavar="all|CHECK,...",
+        help="report these pre-flight errors as warnings",
+    )
+    pf = sub.add_parser("preflight", parents=[common], help="run the pre-flight checks only")
+    pf.add_argument("--role", choices=("master", "node"), help="default: from the node config, else node")
+    for cmd, role in ACTIONS.items():
+        c = sub.add_parser(cmd, parents=[common], help=f"first boot of a {role}: run the {cmd} phases")
+        g = c.add_mutually_exclusive_group()
+        g.add_argument("--phase", metavar="NAME", help="run only this phase (again)")
+        g.add_argument("--skip-phases", default="", metavar="NAME,...", help="skip these phases")
+    st = sub.add_parser("status", help="show each phase's result, duration and, for a failed one, the fix")
+    st.add_argument("--root", default="", metavar="DIR")
+    return p
+
+
+def _config(args: argparse.Namespace, required: bool) -> Optional[NodeConfig]:
+    path = args.config or os.path.join(args.root or "/", NODE_CONFIG_PATH.lstrip("/"))
+    if not required and not args.config and not os.path.exists(path):
+        return None
+    return load_node_config(path)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.root and not os.path.isdir(args.root):
+        print(f"error: --root {args.root}: no such directory", file=sys.stderr)
+        return 2
+    try:
+        if args.command == "status":
+            return status(Context("status", None, args.root))
+        cfg = _config(args, args.command != "preflight")
+        ignore = frozenset(x.strip().lower() for x in args.ignore_preflight_errors.split(",") if x.strip())
+        ctx = Context(args.command, cfg, args.root, args.node_name, ignore)
+        if args.command == "preflight":
+            from . import preflight
+
+            ctx.say("[preflight] Running pre-flight checks")
+            try:
+                preflight.phase(ctx, role=args.role or "")
+            except PhaseError as e:
+                raise PhaseError(f"[preflight] {e}") from None
+            ctx.say("[preflight] all checks passed")
+            return 0
+        assert cfg is not None
+        want = ACTIONS[args.command]
+        if cfg.role != want:
+            other = "init" if cfg.role == "master" else "join"
+            raise ConfigError("role", f"this node config is for a {cfg.role}; run `{other}`, not `{args.command}`")
+        names = [p.name for p in phases(args.command)]
+        chosen = [args.phase] if args.phase else [x for x in args.skip_phases.split(",") if x]
+        for name in chosen:
+            if name not in names:
+                raise ConfigError(
+                    "--phase" if args.phase else "--skip-phases",
+                    f'unknown phase "{name}"; {args.command} has: {", ".join(names)}',
+                )
+        code = run(ctx, phases(args.command), args.phase or "", frozenset(chosen if not args.phase else ()))
+        if code == 0:
+            ctx.say(f"[{args.command}] finished the phases this runtime has: {', '.join(names)}")
+        return code
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except PhaseError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except ImportError as e:
+        print(
+            f"error: Python module {e.name} is missing; install it (e.g. apt-get install python3-{e.name})",
+            file=sys.stderr,
+        )
+        return 1
+    except OSError as e:
+        print(f"error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,58 @@
+"""Bootstrap tokens and CA public-key pins, byte for byte as kubeadm (protocol README sections 1 and 4)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any, Tuple
+
+TOKEN_RE = re.compile(r"([a-z0-9]{6})\.([a-z0-9]{16})")
+TOKEN_ID_RE = re.compile(r"[a-z0-9]{6}")
+
+
+def parse_token(token: str) -> Tuple[str, str]:
+    """Split ``id.secret``; the error never repeats the secret."""
+    m = TOKEN_RE.fullmatch(token)
+    if not m:
+        shown = token.split(".", 1)[0][:6] + ".<redacted>" if "." in token else "<redacted>"
+        raise ValueError(f'token "{shown}" is not of the form [a-z0-9]{{6}}.[a-z0-9]{{16}}')
+    return m.group(1), m.group(2)
+
+
+def ca_pin(cert: Any) -> str:
+    """``sha256:`` + hex SHA-256 of the certificate's (PEM, DER or x509 object) DER SubjectPublicKeyInfo."""
+    from cryptography import x509  # lazily: preflight reports a missing cryptography itself
+    from cryptography.hazmat.primitives import serialization
+
+    if isinstance(cert, bytes):
+        cert = (
+            x509.load_pem_x509_certificate(cert)
+            if cert.lstrip().startswith(b"-----")
+            else x509.load_der_x509_certificate(cert)
+        )
+    spki = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return "sha256:" + hashlib.sha256(spki).hexdigest()
+
+
+def parse_pin(pin: str) -> str:
+    """Validate a ``--discovery-token-ca-cert-hash`` value as kubeadm's pubkeypin.Set.Allow does."""
+    parts = pin.split(":")
+    if len(parts) != 2:
+        raise ValueError('invalid hash, expected "format:hex-value". Known format(s) are: sha256')
+    fmt, value = parts
+    if fmt.lower() != "sha256":
+        raise ValueError(f'unknown hash format "{fmt}". Known format(s) are: sha256')
+    if len(value) // 2 != 32:
+        raise ValueError(f'invalid hash "{pin}", expected a 32 byte SHA-256 hash, found {len(value) // 2} bytes')
+    bad = _go_hex_error(value)
+    if bad:
+        raise ValueError(f'invalid hash "{pin}", could not decode SHA-256 from hex: {bad}')
+    return "sha256:" + value.lower()
+
+
+def _go_hex_error(s: str) -> str:
+    """The error Go's hex.DecodeString reports for ``s`` ('' when it decodes)."""
+    for c in s:
+        if c not in "0123456789abcdefABCDEF":
+            return f"encoding/hex: invalid byte: U+{ord(c):04X} '{c}'"
+    return "encoding/hex: odd length hex string" if len(s) % 2 else ""

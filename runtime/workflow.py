@@ -1,0 +1,136 @@
+"""Commands as ordered lists of named phases over one shared context (like kubeadm's workflow runner)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+from .config import LOG_PATH, STATE_PATH, NodeConfig
+
+
+class PhaseError(Exception):
+    """A phase failed: ``str()`` says what was expected, what was found, and the fix."""
+
+
+class Context:
+    def __init__(
+        self,
+        command: str,
+        config: Optional[NodeConfig],
+        root: str = "",
+        node_name: str = "",
+        ignore_errors: frozenset = frozenset(),
+        out: Any = None,
+    ) -> None:
+        self.command, self.config, self.root, self.node_name = command, config, root, node_name
+        self.ignore_errors = ignore_errors
+        self.out = out or sys.stdout
+
+    def path(self, p: str) -> str:
+        """``p`` on the machine, or inside ``--root``."""
+        return os.path.join(self.root, p.lstrip("/")) if self.root else p
+
+    def say(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+
+class Phase:
+    def __init__(self, name: str, title: str, run: Callable[[Context], None]) -> None:
+        self.name, self.title, self.run = name, title, run
+
+
+def write_atomic(path: str, data: str, mode: int = 0o600) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "w") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_state(ctx: Context) -> Dict[str, Any]:
+    try:
+        with open(ctx.path(STATE_PATH)) as f:
+            state = json.load(f)
+        return state if isinstance(state, dict) and isinstance(state.get("phases"), dict) else {"phases": {}}
+    except (OSError, ValueError):
+        return {"phases": {}}
+
+
+def _log(ctx: Context, record: Dict[str, Any]) -> None:
+    path = ctx.path(LOG_PATH)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "a") as f:
+        f.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+def _mark(ok: bool, out: Any) -> str:
+    word = "[done]" if ok else "[failed]"
+    if getattr(out, "isatty", lambda: False)() and "NO_COLOR" not in os.environ:
+        return f"\033[{32 if ok else 31}m{word}\033[0m"
+    return word
+
+
+def run(ctx: Context, phases: List[Phase], only: str = "", skip: frozenset = frozenset()) -> int:
+    """Run ``phases`` in order, skipping recorded ones; record each result. Returns the exit code."""
+    state = load_state(ctx)
+    if state.get("command") not in (None, ctx.command):
+        raise PhaseError(f"this machine already ran `{state['command']}`; run `reset` before `{ctx.command}`")
+    state["command"] = ctx.command
+    for phase in phases:
+        if (only and phase.name != only) or phase.name in skip:
+            continue
+        rec = state["phases"].get(phase.name, {})
+        if rec.get("result") == "done" and not only:
+            ctx.say(f"[{phase.name}] already done, skipping")
+            continue
+        ctx.say(f"[{phase.name}] {phase.title}...")
+        started = time.time()
+        message, ok = "", True
+        try:
+            phase.run(ctx)
+        except PhaseError as e:
+            message, ok = str(e), False
+        rec = {
+            "result": "done" if ok else "failed",
+            "duration": round(time.time() - started, 3),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        }
+        if message:
+            rec["message"] = message
+        state["phases"][phase.name] = rec
+        write_atomic(ctx.path(STATE_PATH), json.dumps(state, indent=1, sort_keys=True) + "\n")
+        _log(ctx, dict(rec, command=ctx.command, phase=phase.name))
+        ctx.say(f"[{phase.name}] {phase.title}... {_mark(ok, ctx.out)}")
+        if not ok:
+            print(f"error: [{phase.name}] {message}", file=sys.stderr, flush=True)
+            return 1
+    return 0
+
+
+def status(ctx: Context) -> int:
+    state = load_state(ctx)
+    if not state["phases"]:
+        ctx.say(f"nothing has run yet (no {ctx.path(STATE_PATH)})")
+        return 0
+    ctx.say(f"command: {state.get('command', '?')}")
+    ctx.say(f"{'PHASE':<22}{'RESULT':<9}DURATION")
+    failed = 0
+    for name, rec in state["phases"].items():
+        ctx.say(f"{name:<22}{rec.get('result', '?'):<9}{rec.get('duration', 0):.2f}s")
+        if rec.get("result") != "done":
+            failed += 1
+            ctx.say(f"  {rec.get('message', '')}".replace("\n", "\n  "))
+    return 1 if failed else 0
