@@ -1,0 +1,345 @@
+"""The ``kubeseed`` command line (operator side)."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Callable
+
+import yaml
+from kubeseed.runtime.config import ConfigError
+
+from . import __version__
+from .credentials import user_kubeconfig
+from .errors import UserError
+from .fsutil import atomic_write
+from .model import DEFAULT_VERSION, KEY_ALGORITHMS, default_cluster_text, parse_cluster, split_endpoint
+from .passwords import hash_password
+from .plan import ROLES, build_plan
+from .platforms import PLATFORMS, check_size
+from .render import FORMATS, gzip_bytes, render
+from .secrets import generate_secrets, load, load_secrets, write_cluster_dir
+from .tokens import (
+    DEFAULT_TTL,
+    find_token,
+    format_time,
+    format_ttl,
+    load_tokens,
+    new_token,
+    now_utc,
+    parse_ttl,
+    save_tokens,
+)
+
+
+def _tty(stream: object) -> bool:
+    return bool(getattr(stream, "isatty", lambda: False)()) and os.environ.get("NO_COLOR") is None
+
+
+def progress(message: str) -> None:
+    """One progress line on stderr (``... [done]`` green on a terminal)."""
+    done = "\033[32m[done]\033[0m" if _tty(sys.stderr) else "[done]"
+    print(f"{message}... {done}", file=sys.stderr)
+
+
+def _cluster_dir(name: str) -> Path:
+    return Path(name)
+
+
+def _ttl(text: str, flag: str = "--ttl"):
+    try:
+        return parse_ttl(text)
+    except ValueError as e:
+        raise UserError(f"{flag}: {e}") from None
+
+
+def cmd_cluster_create(args: argparse.Namespace) -> int:
+    cluster_dir = _cluster_dir(args.cluster)
+    if cluster_dir.exists():
+        raise UserError(
+            f"{cluster_dir} already exists; kubeseed never overwrites a cluster. "
+            "Pick another name, or remove the directory if you really mean to start over"
+        )
+    try:
+        split_endpoint(args.endpoint)
+    except ValueError as e:
+        raise UserError(f'--endpoint: "{args.endpoint}" {e}') from None
+    name = args.name or cluster_dir.resolve().name
+    text = default_cluster_text(
+        name, args.endpoint, args.kubernetes_version, args.key_algorithm, args.pod_subnet, args.service_subnet
+    )
+    parse_cluster(yaml.safe_load(text), "cluster create")
+    secrets = generate_secrets(args.key_algorithm, _ttl(args.token_ttl, "--token-ttl"), progress)
+    write_cluster_dir(cluster_dir, text, secrets)
+    tok = secrets.tokens[0]
+    progress(f"Writing {cluster_dir}/ (cluster.yaml, pki/, tokens.yaml)")
+    expires = format_time(tok.expires) if tok.expires else "never"
+    print(
+        f'Cluster "{name}" created in {cluster_dir}/\n'
+        f"  CA pin (--discovery-token-ca-cert-hash): {secrets.ca_pin}\n"
+        f"  bootstrap token id: {tok.id} (expires {expires}; `kubeseed token list {args.cluster}` shows it)\n"
+        f"Next:\n"
+        f"  kubeseed render master {args.cluster} > master.yaml\n"
+        f"  kubeseed render node {args.cluster} > node.yaml\n"
+        f"  kubeseed user create {args.cluster} admin --group kubeadm:cluster-admins -o kubeconfig-admin"
+    )
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    cluster, secrets = load(_cluster_dir(args.cluster))
+    if args.hostname is not None:
+        try:
+            split_endpoint(f"{args.hostname}:1")
+        except ValueError:
+            raise UserError(f'--hostname: "{args.hostname}" is not a valid host name (lower-case DNS name)') from None
+        if args.hostname != args.hostname.lower() or not args.hostname[0].isalnum():
+            raise UserError(f'--hostname: "{args.hostname}" must be a lower-case DNS name')
+    if args.gzip and args.format != "cloud-init":
+        raise UserError("--gzip applies to cloud-init user-data; Ignition configs already gzip every file")
+    plan = build_plan(cluster, secrets, args.role, args.hostname, args.token)
+    data = render(plan, args.format)
+    if args.gzip:
+        data = gzip_bytes(data)
+    report = check_size(args.platform, len(data), args.gzip, args.format)
+    if args.out:
+        atomic_write(Path(args.out), data, 0o600)
+        where = args.out
+    else:
+        if args.gzip and _tty(sys.stdout):
+            raise UserError("--gzip output is binary; write it with --out FILE or redirect stdout")
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        where = "stdout"
+    kind = f"{args.format}{', gzip' if args.gzip else ''}"
+    print(f"kubeseed: {args.role} payload ({kind}) -> {where}: {report}", file=sys.stderr)
+    return 0
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    cluster_dir = _cluster_dir(args.cluster)
+    load_secrets(cluster_dir)  # refuse to add a token to something that is not a complete cluster
+    tokens = load_tokens(cluster_dir)
+    usages = [u for u in args.usages.split(",") if u] if args.usages is not None else None
+    groups = [g for g in args.groups.split(",") if g] if args.groups is not None else None
+    tok = new_token(_ttl(args.ttl), args.description or "", usages, groups)
+    while any(t.id == tok.id for t in tokens):
+        tok = new_token(_ttl(args.ttl), args.description or "", usages, groups)
+    save_tokens(cluster_dir, tokens + [tok])
+    print(tok.token)
+    print(
+        f"token {tok.id} expires {format_time(tok.expires) if tok.expires else 'never'}; render a node with it: "
+        f"kubeseed render node {args.cluster} --token {tok.id}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_token_list(args: argparse.Namespace) -> int:
+    tokens = load_tokens(_cluster_dir(args.cluster))
+    now = now_utc()
+    rows = [("TOKEN", "TTL", "EXPIRES", "USAGES", "DESCRIPTION", "EXTRA GROUPS")]
+    for t in tokens:
+        rows.append(
+            (
+                t.token,
+                format_ttl(t, now),
+                format_time(t.expires) if t.expires else "<never>",
+                ",".join(t.usages),
+                t.description or "<none>",
+                ",".join(t.groups),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        print("   ".join(c.ljust(w) for c, w in zip(r, widths)) + "   " + r[-1])
+    return 0
+
+
+def cmd_token_delete(args: argparse.Namespace) -> int:
+    cluster_dir = _cluster_dir(args.cluster)
+    tokens = load_tokens(cluster_dir)
+    doomed = {find_token(tokens, ident).id for ident in args.tokens}
+    save_tokens(cluster_dir, [t for t in tokens if t.id not in doomed])
+    for tid in sorted(doomed):
+        print(f'bootstrap token "{tid}" deleted')
+    print(
+        "Payloads already rendered with it still carry it: a master rendered before this keeps accepting it "
+        "until it expires.",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_user_create(args: argparse.Namespace) -> int:
+    cluster, secrets = load(_cluster_dir(args.cluster))
+    out = Path(args.output or f"kubeconfig-{args.user}")
+    if out.exists() and not args.force:
+        raise UserError(f"{out} already exists; choose another -o FILE or pass --force to replace it")
+    if not args.user or any(c in args.user for c in "\n,/") or args.user.startswith("system:"):
+        raise UserError(f'user name "{args.user}" is not allowed (no "system:" prefix, "/", "," or newlines)')
+    ttl = _ttl(args.ttl)
+    if ttl is None:
+        raise UserError("--ttl: a user certificate needs a lifetime, e.g. 8760h")
+    days = max(1, int(ttl.total_seconds() // 86400))
+    text = user_kubeconfig(cluster, secrets, args.user, args.group or [], days)
+    atomic_write(out, text, 0o600)
+    groups = ",".join(args.group or []) or "none"
+    print(
+        f'Wrote {out}: user "{args.user}", groups {groups}, valid {days} days, server '
+        f"https://{cluster.control_plane_endpoint}\n  kubectl --kubeconfig {out} get nodes"
+    )
+    return 0
+
+
+def cmd_hash_password(args: argparse.Namespace) -> int:
+    if sys.stdin.isatty():
+        pw = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != pw:
+            raise UserError("the two passwords differ; nothing was hashed")
+    else:
+        pw = sys.stdin.readline().rstrip("\n")
+    try:
+        print(hash_password(pw))
+    except ValueError as e:
+        raise UserError(f"hash-password: {e}") from None
+    return 0
+
+
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    base = Path(args.dir)
+    cluster_dir = base / "demo"
+    if cluster_dir.exists():
+        print(f"Using the existing demo cluster in {cluster_dir}/", file=sys.stderr)
+    else:
+        base.mkdir(parents=True, exist_ok=True)
+        text = default_cluster_text("demo", args.endpoint)
+        secrets = generate_secrets("ECDSA-P256", DEFAULT_TTL, progress)
+        write_cluster_dir(cluster_dir, text, secrets)
+        progress(f"Writing the demo cluster to {cluster_dir}/")
+    cluster, secrets = load(cluster_dir)
+    rows = []
+    for role in ROLES:
+        plan = build_plan(cluster, secrets, role, f"demo-{role}-1")
+        for fmt, ext in (("cloud-init", "yaml"), ("ignition", "ign")):
+            data = render(plan, fmt)
+            out = base / f"{role}.{ext}"
+            atomic_write(out, data, 0o600)
+            rows.append((str(out), role, fmt, len(data), len(gzip_bytes(data))))
+            if fmt == "cloud-init":
+                atomic_write(base / f"{role}.yaml.gz", gzip_bytes(data), 0o600)
+        progress(f"Rendering {role} payloads")
+    kubeconfig = base / "kubeconfig-admin"
+    if not kubeconfig.exists():
+        atomic_write(kubeconfig, user_kubeconfig(cluster, secrets, "admin", ["kubeadm:cluster-admins"], 365), 0o600)
+        progress("Writing an admin kubeconfig")
+    print(f'Demo cluster "demo" (endpoint {cluster.control_plane_endpoint}) in {cluster_dir}/')
+    print(f"{'payload':<34} {'role':<7} {'format':<11} {'bytes':>8} {'gzipped':>8}")
+    for path, role, fmt, size, packed in rows:
+        print(f"{path:<34} {role:<7} {fmt:<11} {size:>8,} {packed:>8,}")
+    print(f"gzipped cloud-init (for --gzip platforms): {base}/master.yaml.gz, {base}/node.yaml.gz")
+    print(
+        f"CA pin: {secrets.ca_pin}\nkubectl credentials: {kubeconfig}\n"
+        f"Hand {base}/master.yaml to the control-plane machine and {base}/node.yaml to workers as user-data."
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="kubeseed", description="Render first-boot payloads that build Kubernetes clusters."
+    )
+    p.add_argument("--version", action="version", version=f"kubeseed {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    cl = sub.add_parser("cluster", help="create a cluster directory (CAs, keys, a bootstrap token)")
+    clsub = cl.add_subparsers(dest="action", metavar="ACTION", required=True)
+    cc = clsub.add_parser("create", help="create CLUSTER (a directory) with its CAs, keys and a bootstrap token")
+    cc.add_argument("cluster", metavar="CLUSTER", help="cluster directory to create (demo is ./demo)")
+    cc.add_argument("--endpoint", required=True, help="API server host:port, e.g. 10.0.0.10:6443")
+    cc.add_argument("--name", help="cluster name (default: the directory name)")
+    cc.add_argument("--kubernetes-version", default=DEFAULT_VERSION, help=f"default {DEFAULT_VERSION}")
+    cc.add_argument("--key-algorithm", default="ECDSA-P256", choices=KEY_ALGORITHMS)
+    cc.add_argument("--pod-subnet", default="10.244.0.0/16")
+    cc.add_argument("--service-subnet", default="10.96.0.0/12")
+    cc.add_argument("--token-ttl", default="24h", help="lifetime of the first bootstrap token (0 = never expires)")
+    cc.set_defaults(func=cmd_cluster_create)
+
+    r = sub.add_parser("render", help="render a master or node payload")
+    r.add_argument("role", choices=ROLES)
+    r.add_argument("cluster", metavar="CLUSTER")
+    r.add_argument("--format", default="cloud-init", choices=FORMATS)
+    r.add_argument("--hostname", help="host name (and Kubernetes node name) for this machine")
+    r.add_argument("--gzip", action="store_true", help="gzip the whole user-data (cloud-init decodes it)")
+    r.add_argument("--out", "-o", help="write here (0600) instead of stdout")
+    r.add_argument(
+        "--platform",
+        default="generic",
+        choices=sorted(PLATFORMS),
+        help="refuse payloads over this platform's user-data limit",
+    )
+    r.add_argument("--token", help="bootstrap token id a node payload carries (default: the newest usable one)")
+    r.set_defaults(func=cmd_render)
+
+    t = sub.add_parser("token", help="manage bootstrap tokens (like kubeadm token)")
+    tsub = t.add_subparsers(dest="action", metavar="ACTION", required=True)
+    tc = tsub.add_parser("create", help="create a bootstrap token and print it")
+    tc.add_argument("cluster", metavar="CLUSTER")
+    tc.add_argument("--ttl", default="24h", help="lifetime, e.g. 24h, 1h30m (0 = never expires)")
+    tc.add_argument("--description")
+    tc.add_argument("--usages", help="comma-separated: signing,authentication (default both)")
+    tc.add_argument("--groups", help="extra groups (default system:bootstrappers:kubeadm:default-node-token)")
+    tc.set_defaults(func=cmd_token_create)
+    tl = tsub.add_parser("list", help="list bootstrap tokens")
+    tl.add_argument("cluster", metavar="CLUSTER")
+    tl.set_defaults(func=cmd_token_list)
+    td = tsub.add_parser("delete", help="delete bootstrap tokens by id or whole token")
+    td.add_argument("cluster", metavar="CLUSTER")
+    td.add_argument("tokens", nargs="+", metavar="TOKEN")
+    td.set_defaults(func=cmd_token_delete)
+
+    u = sub.add_parser("user", help="kubectl credentials for people")
+    usub = u.add_subparsers(dest="action", metavar="ACTION", required=True)
+    uc = usub.add_parser("create", help="write a kubeconfig with a client certificate signed by the cluster CA")
+    uc.add_argument("cluster", metavar="CLUSTER")
+    uc.add_argument("user", metavar="NAME")
+    uc.add_argument("--group", action="append", help="group (certificate O); repeatable")
+    uc.add_argument("-o", "--output", help="kubeconfig file to write (default: kubeconfig-NAME)")
+    uc.add_argument("--ttl", default="8760h", help="certificate lifetime (default 8760h = 1 year)")
+    uc.add_argument("--force", action="store_true", help="replace an existing output file")
+    uc.set_defaults(func=cmd_user_create)
+
+    hp = sub.add_parser("hash-password", help="read a password (prompt or stdin) and print a hash for passwordHash")
+    hp.set_defaults(func=cmd_hash_password)
+
+    q = sub.add_parser("quickstart", help="create a demo cluster and render every payload")
+    q.add_argument("--dir", default="kubeseed-demo", help="where to put it (default ./kubeseed-demo)")
+    q.add_argument("--endpoint", default="10.0.0.10:6443", help="API endpoint of the demo cluster")
+    q.set_defaults(func=cmd_quickstart)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except (UserError, ConfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; nothing was written", file=sys.stderr)
+        return 130
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""Encode a node plan as cloud-init user-data or an Ignition 3.3.0 config."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import urllib.parse
+from typing import Any
+
+import yaml
+
+from .plan import NodePlan
+from .templating import render_template
+
+FORMATS = ("cloud-init", "ignition")
+IGNITION_VERSION = "3.3.0"
+FIRSTBOOT_UNIT = "kubeseed-firstboot.service"
+
+
+def gzip_bytes(data: bytes) -> bytes:
+    """gzip with a zero timestamp and no file name, so equal input gives equal bytes."""
+    return gzip.compress(data, compresslevel=9, mtime=0)
+
+
+class _LiteralDumper(yaml.SafeDumper):
+    """Multi-line strings as ``|`` blocks: readable and smaller than quoted scalars."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_LiteralDumper.add_representer(str, _str)
+
+
+def _as_text(data: bytes) -> str | None:
+    """``data`` as text if it can travel in YAML/JSON verbatim, else None."""
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        return None
+    if any(ord(c) < 32 and c not in "\n\t" for c in text) or any(line != line.rstrip() for line in text.split("\n")):
+        return None
+    return text
+
+
+def cloud_config(plan: NodePlan) -> dict[str, Any]:
+    doc: dict[str, Any] = {}
+    if plan.hostname:
+        doc["hostname"] = plan.hostname
+        doc["preserve_hostname"] = False
+    if plan.users:
+        users: list[Any] = ["default"]
+        for u in plan.users:
+            entry: dict[str, Any] = {"name": u.name, "shell": "/bin/bash"}
+            if u.groups:
+                entry["groups"] = ",".join(u.groups)
+            if u.ssh_authorized_keys:
+                entry["ssh_authorized_keys"] = list(u.ssh_authorized_keys)
+            if u.password_hash:
+                entry["passwd"] = u.password_hash
+                entry["lock_passwd"] = False
+            users.append(entry)
+        doc["users"] = users
+    files = []
+    for f in plan.files:
+        entry = {"path": f.path}
+        packed = base64.b64encode(gzip_bytes(f.content)).decode()
+        text = _as_text(f.content)
+        if text is not None and len(text) <= len(packed):
+            entry["content"] = text
+        else:
+            entry["encoding"] = "gz+b64"
+            entry["content"] = packed
+        entry["owner"] = f.owner
+        entry["permissions"] = f"0{f.mode:o}"
+        files.append(entry)
+    for unit in plan.units:
+        files.append({"path": f"/etc/systemd/system/{unit.name}", "content": unit.content, "permissions": "0644"})
+    doc["write_files"] = files
+    runcmd: list[Any] = []
+    if plan.units:
+        runcmd.append(["systemctl", "daemon-reload"])
+        runcmd += [["systemctl", "enable", "--now", unit.name] for unit in plan.units if unit.enabled]
+    runcmd.append(list(plan.command))
+    doc["runcmd"] = runcmd
+    return doc
+
+
+def render_cloud_init(plan: NodePlan) -> bytes:
+    body = yaml.dump(
+        cloud_config(plan), Dumper=_LiteralDumper, sort_keys=False, default_flow_style=False, width=1 << 20
+    )
+    return ("#cloud-config\n" + body).encode()
+
+
+def _data_url(content: bytes) -> dict[str, Any]:
+    """The smaller of a percent-encoded and a gzip+base64 data URL."""
+    plain = "data:," + urllib.parse.quote(content, safe="")
+    packed = "data:;base64," + base64.b64encode(gzip_bytes(content)).decode()
+    if len(plain) <= len(packed):
+        return {"source": plain}
+    return {"source": packed, "compression": "gzip"}
+
+
+def ignition_config(plan: NodePlan) -> dict[str, Any]:
+    files = []
+    if plan.hostname:
+        files.append(
+            {
+                "path": "/etc/hostname",
+                "mode": 0o644,
+                "overwrite": True,
+                "contents": _data_url(f"{plan.hostname}\n".encode()),
+            }
+        )
+    for f in plan.files:
+        user, _, group = f.owner.partition(":")
+        files.append(
+            {
+                "path": f.path,
+                "mode": f.mode,
+                "overwrite": True,
+                "user": {"name": user},
+                "group": {"name": group or user},
+                "contents": _data_url(f.content),
+            }
+        )
+    firstboot = render_template("kubeseed-firstboot.service.j2", role=plan.role, command=" ".join(plan.command))
+    units = [{"name": u.name, "enabled": u.enabled, "contents": u.content} for u in plan.units]
+    units.append({"name": FIRSTBOOT_UNIT, "enabled": True, "contents": firstboot})
+    doc: dict[str, Any] = {"ignition": {"version": IGNITION_VERSION}}
+    if plan.users:
+        users = []
+        for u in plan.users:
+            entry: dict[str, Any] = {"name": u.name}
+            if u.ssh_authorized_keys:
+                entry["sshAuthorizedKeys"] = list(u.ssh_authorized_keys)
+            if u.password_hash:
+                entry["passwordHash"] = u.password_hash
+            if u.groups:
+                entry["groups"] = list(u.groups)
+            entry["shell"] = "/bin/bash"
+            users.append(entry)
+        doc["passwd"] = {"users": users}
+    doc["storage"] = {"files": files}
+    doc["systemd"] = {"units": units}
+    return doc
+
+
+def render_ignition(plan: NodePlan) -> bytes:
+    return (json.dumps(ignition_config(plan), separators=(",", ":"), sort_keys=False) + "\n").encode()
+
+
+def render(plan: NodePlan, fmt: str) -> bytes:
+    if fmt == "cloud-init":
+        return render_cloud_init(plan)
+    return render_ignition(plan)
