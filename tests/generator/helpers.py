@@ -1,0 +1,61 @@
+"""Helpers for generator tests: run the CLI in a subprocess, decode payload files."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import subprocess
+import sys
+import urllib.parse
+from pathlib import Path
+
+import yaml
+
+
+def kubeseed(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``kubeseed ARGS`` as a user would (a fresh interpreter), capturing output as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "kubeseed.generator.cli", *args],
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def kubeseed_bytes(*args: str, cwd: Path) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "kubeseed.generator.cli", *args], cwd=cwd, capture_output=True, timeout=120
+    )
+
+
+def cloud_init_files(userdata: bytes) -> dict[str, tuple[bytes, int]]:
+    """path -> (content, mode) of every write_files entry, decoded as cloud-init decodes them."""
+    if userdata[:2] == b"\x1f\x8b":
+        userdata = gzip.decompress(userdata)
+    assert userdata.startswith(b"#cloud-config\n")
+    doc = yaml.safe_load(userdata)
+    out = {}
+    for f in doc["write_files"]:
+        enc = f.get("encoding", "text")
+        raw = f["content"].encode() if enc == "text" else base64.b64decode(f["content"])
+        if enc == "gz+b64":
+            raw = gzip.decompress(raw)
+        out[f["path"]] = (raw, int(f["permissions"], 8))
+    return out
+
+
+def ignition_files(config: bytes) -> dict[str, tuple[bytes, int]]:
+    """path -> (content, mode) of every storage.files entry, decoded as Ignition decodes data URLs."""
+    doc = json.loads(config)
+    out = {}
+    for f in doc["storage"]["files"]:
+        src = f["contents"]["source"]
+        head, _, body = src.partition(",")
+        raw = base64.b64decode(body) if head.endswith(";base64") else urllib.parse.unquote_to_bytes(body)
+        if f["contents"].get("compression") == "gzip":
+            raw = gzip.decompress(raw)
+        out[f["path"]] = (raw, f["mode"])
+    return out
