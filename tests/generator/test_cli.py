@@ -15,7 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from .helpers import cloud_init_files, ignition_files, kubeseed, kubeseed_bytes
+from tests.helpers import cloud_init_files, ignition_files, kubeseed, kubeseed_bytes
 
 TOKEN = re.compile(r"[a-z0-9]{6}\.[a-z0-9]{16}")
 

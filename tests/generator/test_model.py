@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from kubeseed.generator.errors import FieldError
 from kubeseed.generator.model import default_cluster_text, load_cluster, parse_cluster, split_endpoint
 from kubeseed.generator.passwords import hash_password

@@ -5,11 +5,15 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import os
+import shutil
 import subprocess
 import sys
 import urllib.parse
 from pathlib import Path
+from typing import NoReturn
 
+import pytest
 import yaml
 
 
@@ -59,3 +63,30 @@ def ignition_files(config: bytes) -> dict[str, tuple[bytes, int]]:
             raw = gzip.decompress(raw)
         out[f["path"]] = (raw, f["mode"])
     return out
+
+
+def in_ci() -> bool:
+    """True under ``.ci/run``, which installs every tool the tests use: there a missing tool is a failure."""
+    return os.environ.get("KUBESEED_CI") == "1"
+
+
+def need_tool(name: str, path: str | None = None, install: str = "") -> str:
+    """The path of a real consumer (cloud-init, ignition-validate, ...); skip with the reason when this
+    machine lacks it, but fail under CI, where ``.ci/run`` must have installed it."""
+    found = path if path and os.access(path, os.X_OK) else shutil.which(name)
+    if found:
+        return found
+    unavailable(f"{name} is not installed ({install or 'see .ci/run'})")
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip for ``reason`` on a developer machine; fail under CI, where ``.ci/run`` installs everything."""
+    if in_ci():
+        pytest.fail(reason + "; .ci/run should have installed it")
+    pytest.skip(reason)
+
+
+def venv_tool(name: str) -> str | None:
+    """A console script installed beside the running interpreter (the venv's kubectl, vermin)."""
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else None
