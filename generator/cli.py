@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 import yaml
+
 from kubeseed.runtime.config import ConfigError
 
 from . import __version__

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from kubeseed.runtime.config import (
     API_VERSION,
     DNS_LABEL,

@@ -10,6 +10,7 @@ import datetime
 from dataclasses import dataclass, field
 
 import yaml
+
 from kubeseed.runtime.config import NODE_CONFIG_PATH, RUNTIME_PATH, parse_node_config
 
 from .errors import UserError

@@ -12,6 +12,7 @@ from typing import Callable
 
 import yaml
 from cryptography import x509
+
 from kubeseed.runtime import pki
 from kubeseed.runtime.tokens import ca_pin
 

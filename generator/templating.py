@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+
 import kubeseed.templates
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from kubeseed.runtime.tokens import TOKEN_ID_RE, parse_token
 
 from .errors import FieldError, UserError
