@@ -15,6 +15,8 @@ from kubeseed.runtime.config import (
     DNS_LABEL,
     DNS_NAME,
     KEY_ALGORITHMS,
+    MAX_MINOR,
+    MIN_MINOR,
     VERSION,
     cidr_error,
     split_endpoint,
@@ -25,7 +27,6 @@ from .templating import render_template
 
 CLUSTER_FILE = "cluster.yaml"
 CGROUP_DRIVERS = ("systemd", "cgroupfs")
-MIN_MINOR, MAX_MINOR = 30, 36
 DEFAULT_VERSION = "v1.35.5"
 
 _LINUX_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")

@@ -29,6 +29,7 @@ PKI_FILES = (
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 DNS_NAME = re.compile(r"(?=.{1,253}\Z)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*")
 VERSION = re.compile(r"v(\d+)\.(\d+)\.(\d+)")
+MIN_MINOR, MAX_MINOR = 30, 36  # the Kubernetes minors whose kubeadm layout this runtime reproduces
 
 
 class ConfigError(Exception):
@@ -189,7 +190,13 @@ def parse_node_config(data: Any) -> NodeConfig:
     except ValueError as e:
         raise ConfigError("controlPlaneEndpoint", f'"{endpoint}" {e}') from None
     version = d.get("kubernetesVersion", str, required=True)
-    _check(bool(VERSION.fullmatch(version)), "kubernetesVersion", f'"{version}" is not a version like v1.35.5')
+    m = VERSION.fullmatch(version)
+    _check(bool(m), "kubernetesVersion", f'"{version}" is not a version like v1.35.5')
+    _check(
+        m is not None and m.group(1) == "1" and MIN_MINOR <= int(m.group(2)) <= MAX_MINOR,
+        "kubernetesVersion",
+        f'"{version}" is not supported by this runtime (v1.{MIN_MINOR} to v1.{MAX_MINOR})',
+    )
     alg = d.get("keyAlgorithm", str, "ECDSA-P256")
     _check(alg in KEY_ALGORITHMS, "keyAlgorithm", f'"{alg}" is not one of {", ".join(KEY_ALGORITHMS)}')
 

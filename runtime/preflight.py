@@ -325,13 +325,6 @@ def checks(role: str, minor: int, endpoint: str, node_name: str) -> List[Check]:
             "/proc/sys/net/ipv4/ip_forward", "sysctl -w net.ipv4.ip_forward=1, and set it in /etc/sysctl.d/k8s.conf"
         ),
     ]
-    if minor < 30:
-        cs.append(
-            _proc_is_one(
-                "/proc/sys/net/bridge/bridge-nf-call-iptables",
-                "modprobe br_netfilter && sysctl -w net.bridge.bridge-nf-call-iptables=1",
-            )
-        )
     cs += [Check("KernelModules", _modules), Check("Hostname", _hostname(node_name)), _port(10250)]
     if role == "master":
         cs += [Check("NumCPU", _cpus), Check("Mem", _memory)] + [_port(p) for p in (6443, 10259, 10257, 2379, 2380)]
