@@ -317,3 +317,18 @@ def test_quickstart_renders_everything_and_reruns(tmp_path: Path) -> None:
     assert again.returncode == 0, again.stderr
     assert (base / "demo/pki/ca.key").read_bytes() == ca_before
     assert os.stat(base / "node.yaml").st_mode & 0o077 == 0
+
+
+def test_default_payloads_fit_ec2(cluster: Path) -> None:
+    """The size contract with the real runtime embedded: node payloads fit EC2's 16,384 bytes as they are, the
+    master's cloud-config with --gzip. (Issue 3's hard limit; the render refuses otherwise.)"""
+    cases = [
+        ("node", ["--format", "cloud-init"]),
+        ("node", ["--format", "ignition"]),
+        ("master", ["--format", "cloud-init", "--gzip"]),
+    ]
+    for role, extra in cases:
+        r = kubeseed_bytes("render", role, "demo", "--platform", "aws", *extra, cwd=cluster.parent)
+        assert r.returncode == 0, r.stderr
+        assert len(r.stdout) <= 16_384
+        assert b"(fits AWS EC2: 16,384)" in r.stderr

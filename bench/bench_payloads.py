@@ -1,0 +1,74 @@
+"""Payload figures: bytes per role and format (raw and gzip), payloads rendered per second, cluster create time.
+
+Run: .venv/bin/python bench/bench_payloads.py   (prints figures; it asserts nothing and is not a test)
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from kubeseed.generator.model import default_cluster_text
+from kubeseed.generator.plan import build_plan
+from kubeseed.generator.platforms import PLATFORMS
+from kubeseed.generator.render import gzip_bytes, render
+from kubeseed.generator.secrets import generate_secrets, load, write_cluster_dir
+from kubeseed.generator.zipapp import build_zipapp
+
+NODE_TARGET, MASTER_TARGET = 8192, 12288  # issue 3's size targets
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--seconds", type=float, default=2.0, help="time spent measuring render rate per case")
+    ap.add_argument("--creates", type=int, default=5, help="cluster create repetitions per key algorithm")
+    args = ap.parse_args()
+    ec2 = PLATFORMS["aws"].limit
+    assert ec2 is not None
+    with tempfile.TemporaryDirectory() as tmp:
+        print("cluster create (CAs + SA key + token, written to disk), median of runs:")
+        for alg in ("ECDSA-P256", "RSA-2048", "RSA-3072"):
+            times = []
+            for i in range(args.creates):
+                d = Path(tmp) / f"{alg.lower()}-{i}"
+                t0 = time.perf_counter()
+                write_cluster_dir(
+                    d, default_cluster_text(d.name, "10.0.0.10:6443", key_algorithm=alg), generate_secrets(alg)
+                )
+                times.append(time.perf_counter() - t0)
+            print(f"  {alg:<11} {statistics.median(times) * 1000:8.1f} ms")
+
+        print("\nruntime zipapp carried by each payload:")
+        for role in ("master", "node"):
+            zipapp = build_zipapp(role)
+            print(f"  {role:<7} {len(zipapp):8,} bytes, {len(gzip_bytes(zipapp)):7,} gzipped")
+        cluster, secrets = load(Path(tmp) / "ecdsa-p256-0")
+        print(f"\npayload bytes (ECDSA-P256, no login users; EC2 limit {ec2:,}; targets: node {NODE_TARGET:,} raw,")
+        print(f"  master {MASTER_TARGET:,} gzipped):")
+        print(f"  {'role':<7} {'format':<11} {'raw':>8} {'gzip':>8}  fits EC2")
+        for role in ("master", "node"):
+            plan = build_plan(cluster, secrets, role, f"{role}-1")
+            for fmt in ("cloud-init", "ignition"):
+                data = render(plan, fmt)
+                packed = gzip_bytes(data)
+                fits = "raw" if len(data) <= ec2 else ("gzip" if len(packed) <= ec2 else "no")
+                print(f"  {role:<7} {fmt:<11} {len(data):>8,} {len(packed):>8,}  {fits}")
+
+        print("\nrender rate (plan + encode, runtime zipapp cached after the first build):")
+        for role in ("master", "node"):
+            for fmt in ("cloud-init", "ignition"):
+                n, t0 = 0, time.perf_counter()
+                while time.perf_counter() - t0 < args.seconds:
+                    render(build_plan(cluster, secrets, role, f"{role}-{n}"), fmt)
+                    n += 1
+                rate = n / (time.perf_counter() - t0)
+                print(f"  {role:<7} {fmt:<11} {rate:8.0f} payloads/s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
