@@ -55,7 +55,8 @@ def main() -> int:
             for fmt in ("cloud-init", "ignition"):
                 data = render(plan, fmt)
                 packed = gzip_bytes(data)
-                fits = "raw" if len(data) <= ec2 else ("gzip" if len(packed) <= ec2 else "no")
+                gzip_ok = fmt == "cloud-init" and len(packed) <= ec2  # only cloud-init user-data is gzip-decoded
+                fits = "raw" if len(data) <= ec2 else ("with --gzip" if gzip_ok else "no")
                 print(f"  {role:<7} {fmt:<11} {len(data):>8,} {len(packed):>8,}  {fits}")
 
         print("\nrender rate (plan + encode, runtime zipapp cached after the first build):")

@@ -27,12 +27,22 @@ class _LiteralDumper(yaml.SafeDumper):
     """Multi-line strings as ``|`` blocks: readable and smaller than quoted scalars."""
 
 
+class _FastLiteralDumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
+    """The same with libyaml's emitter where PyYAML has it (about 6x faster; a test checks equal bytes)."""
+
+
 def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
     style = "|" if "\n" in value else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 
 _LiteralDumper.add_representer(str, _str)
+_FastLiteralDumper.add_representer(str, _str)
+
+
+def dump_cloud_config(doc: dict[str, Any], dumper: type = _FastLiteralDumper) -> bytes:
+    body = yaml.dump(doc, Dumper=dumper, sort_keys=False, default_flow_style=False, width=1 << 20)
+    return ("#cloud-config\n" + body).encode()
 
 
 def _as_text(data: bytes) -> str | None:
@@ -90,10 +100,7 @@ def cloud_config(plan: NodePlan) -> dict[str, Any]:
 
 
 def render_cloud_init(plan: NodePlan) -> bytes:
-    body = yaml.dump(
-        cloud_config(plan), Dumper=_LiteralDumper, sort_keys=False, default_flow_style=False, width=1 << 20
-    )
-    return ("#cloud-config\n" + body).encode()
+    return dump_cloud_config(cloud_config(plan))
 
 
 def _data_url(content: bytes) -> dict[str, Any]:
