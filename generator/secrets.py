@@ -14,6 +14,7 @@ import yaml
 from cryptography import x509
 
 from kubeseed.runtime import pki
+from kubeseed.runtime.config import PKI_FILES
 from kubeseed.runtime.tokens import ca_pin
 
 from .errors import UserError
@@ -23,16 +24,7 @@ from .tokens import DEFAULT_TTL, BootstrapToken, load_tokens, new_token, save_to
 
 # file name under pki/ (and under /etc/kubernetes/pki on a master) -> CA common name
 CAS = {"ca": "kubernetes", "etcd/ca": "etcd-ca", "front-proxy-ca": "front-proxy-ca"}
-SECRET_FILES = (
-    "ca.crt",
-    "ca.key",
-    "etcd/ca.crt",
-    "etcd/ca.key",
-    "front-proxy-ca.crt",
-    "front-proxy-ca.key",
-    "sa.key",
-    "sa.pub",
-)
+SECRET_FILES = PKI_FILES  # the same set the master node config carries
 
 
 @dataclass

@@ -7,7 +7,7 @@ import os
 import sys
 import tempfile
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Union
 
 from .config import LOG_PATH, STATE_PATH, NodeConfig
 
@@ -43,12 +43,15 @@ class Phase:
         self.name, self.title, self.run = name, title, run
 
 
-def write_atomic(path: str, data: str, mode: int = 0o600) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+def write_atomic(path: str, data: Union[str, bytes], mode: int = 0o600) -> None:
+    """Write through a temporary file in the same directory, then rename: a reader never sees half a file."""
+    if isinstance(data, str):
+        data = data.encode()
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-")
     try:
         os.fchmod(fd, mode)
-        with os.fdopen(fd, "w") as f:
+        with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
