@@ -334,7 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; nothing was written", file=sys.stderr)
+        print("interrupted; every file is written whole or not at all", file=sys.stderr)
         return 130
     except OSError as e:
         where = f"{e.filename}: " if e.filename else ""
