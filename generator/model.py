@@ -12,6 +12,7 @@ import yaml
 
 from kubeseed.runtime.config import (
     API_VERSION,
+    DEFAULT_VERSION,
     DNS_LABEL,
     DNS_NAME,
     KEY_ALGORITHMS,
@@ -27,7 +28,7 @@ from .templating import render_template
 
 CLUSTER_FILE = "cluster.yaml"
 CGROUP_DRIVERS = ("systemd", "cgroupfs")
-DEFAULT_VERSION = "v1.35.5"
+
 
 _LINUX_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 _CRYPT_HASH = re.compile(r"\$(1|5|6|y|2[aby])\$[./A-Za-z0-9$=,]+")
@@ -58,6 +59,7 @@ class Cluster:
     cgroup_driver: str
     container_runtime_endpoint: str
     kubelet_extra_args: dict[str, str]
+    kubelet_server_tls_bootstrap: bool
     users: list[LoginUser]
     addons: list[Path]
 
@@ -207,7 +209,12 @@ def parse_cluster(data: Any, source: str = CLUSTER_FILE, base_dir: Path | None =
     if alg not in KEY_ALGORITHMS:
         raise r.fail("keyAlgorithm", f'"{alg}" is not one of {", ".join(KEY_ALGORITHMS)}')
 
-    kub = r.mapping(doc.get("kubelet"), "kubelet", {"cgroupDriver", "containerRuntimeEndpoint", "extraArgs"})
+    kub = r.mapping(
+        doc.get("kubelet"), "kubelet", {"cgroupDriver", "containerRuntimeEndpoint", "extraArgs", "serverTLSBootstrap"}
+    )
+    server_tls_bootstrap = kub.get("serverTLSBootstrap", False)
+    if not isinstance(server_tls_bootstrap, bool):
+        raise r.fail("kubelet.serverTLSBootstrap", f"must be true or false, found {server_tls_bootstrap!r}")
     driver = r.string(kub, "cgroupDriver", "kubelet", "systemd")
     if driver not in CGROUP_DRIVERS:
         raise r.fail("kubelet.cgroupDriver", f'"{driver}" is not one of {", ".join(CGROUP_DRIVERS)}')
@@ -239,6 +246,7 @@ def parse_cluster(data: Any, source: str = CLUSTER_FILE, base_dir: Path | None =
         cgroup_driver=driver,
         container_runtime_endpoint=cri,
         kubelet_extra_args=extra_args,
+        kubelet_server_tls_bootstrap=server_tls_bootstrap,
         users=users,
         addons=addons,
     )

@@ -96,6 +96,7 @@ def node_config(
             "cgroupDriver": cluster.cgroup_driver,
             "containerRuntimeEndpoint": cluster.container_runtime_endpoint,
             "extraArgs": dict(cluster.kubelet_extra_args),
+            "serverTLSBootstrap": cluster.kubelet_server_tls_bootstrap,
         },
     }
     if role == "node":

@@ -29,6 +29,7 @@ PKI_FILES = (
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 DNS_NAME = re.compile(r"(?=.{1,253}\Z)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*")
 VERSION = re.compile(r"v(\d+)\.(\d+)\.(\d+)")
+DEFAULT_VERSION = "v1.35.5"  # a node joined by flags alone, without a node config, assumes this
 MIN_MINOR, MAX_MINOR = 30, 36  # the Kubernetes minors whose kubeadm layout this runtime reproduces
 
 
@@ -50,6 +51,7 @@ class Kubelet:
     cgroup_driver: str = "systemd"
     container_runtime_endpoint: str = "unix:///run/containerd/containerd.sock"
     extra_args: Dict[str, str] = field(default_factory=dict)
+    server_tls_bootstrap: bool = False
 
 
 @dataclass
@@ -211,11 +213,12 @@ def parse_node_config(data: Any) -> NodeConfig:
         _check(not err, f"networking.{key}", err)
     _check(bool(DNS_NAME.fullmatch(net.dns_domain)), "networking.dnsDomain", f'"{net.dns_domain}" is not a DNS domain')
 
-    k = d.sub("kubelet", ("cgroupDriver", "containerRuntimeEndpoint", "extraArgs"))
+    k = d.sub("kubelet", ("cgroupDriver", "containerRuntimeEndpoint", "extraArgs", "serverTLSBootstrap"))
     kubelet = Kubelet(
         k.get("cgroupDriver", str, "systemd"),
         k.get("containerRuntimeEndpoint", str, "unix:///run/containerd/containerd.sock"),
         k.get("extraArgs", dict, {}),
+        k.get("serverTLSBootstrap", bool, False),
     )
     _check(
         kubelet.cgroup_driver in ("systemd", "cgroupfs"),
@@ -267,7 +270,11 @@ def parse_node_config(data: Any) -> NodeConfig:
         cfg.discovery = Discovery(token, pins, unsafe)
     if role == "node":
         _check(cfg.discovery is not None, "discovery", "is required for a node (token and CA pins)")
-        _check("BEGIN CERTIFICATE" in cfg.ca_cert, "caCert", "must hold the cluster CA certificate (PEM)")
+        _check(
+            not cfg.ca_cert or "BEGIN CERTIFICATE" in cfg.ca_cert,
+            "caCert",
+            "must hold the cluster CA certificate (PEM)",
+        )
     else:
         pki = d.get("pki", dict, required=True)
         for f in PKI_FILES:
@@ -290,12 +297,13 @@ def parse_node_config(data: Any) -> NodeConfig:
     return cfg
 
 
-def load_node_config(path: str) -> NodeConfig:
+def read_node_config(path: str) -> Any:
+    """The parsed YAML of a node config file (not yet validated)."""
     import yaml  # here, not at the top: preflight must be able to report a missing PyYAML
 
     try:
         with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
+            return yaml.safe_load(f)
     except FileNotFoundError:
         raise ConfigError(
             path, "no node config here; pass --config FILE, or --root DIR for a materialized payload"
@@ -304,7 +312,15 @@ def load_node_config(path: str) -> NodeConfig:
         raise ConfigError(path, f"cannot read it: {e}") from None
     except yaml.YAMLError as e:
         raise ConfigError(path, f"is not valid YAML: {str(e).splitlines()[0]}") from None
+
+
+def parse_node_config_file(data: Any, path: str) -> NodeConfig:
+    """``parse_node_config`` whose errors name the file too."""
     try:
         return parse_node_config(data)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e.path}", str(e).split(": ", 1)[1]) from None
+
+
+def load_node_config(path: str) -> NodeConfig:
+    return parse_node_config_file(read_node_config(path), path)
