@@ -102,7 +102,6 @@ def node_config(
     if role == "node":
         tok = pick_join_token(secrets, token_id, now)
         doc["discovery"] = {"token": tok.token, "caCertHashes": [secrets.ca_pin], "unsafeSkipCAVerification": False}
-        doc["caCert"] = secrets.pki["ca.crt"].decode()
     else:
         doc["pki"] = {name: data.decode() for name, data in secrets.pki.items()}
         doc["bootstrapTokens"] = [t.to_dict() for t in secrets.tokens if not t.expired(now)]

@@ -16,16 +16,6 @@ STATE_PATH = "/var/lib/kubeseed/state.json"
 LOG_PATH = "/var/log/kubeseed.log"
 ROLES = ("master", "node")
 KEY_ALGORITHMS = ("ECDSA-P256", "ECDSA-P384", "RSA-2048", "RSA-3072", "RSA-4096")
-PKI_FILES = (
-    "ca.crt",
-    "ca.key",
-    "etcd/ca.crt",
-    "etcd/ca.key",
-    "front-proxy-ca.crt",
-    "front-proxy-ca.key",
-    "sa.key",
-    "sa.pub",
-)
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 DNS_NAME = re.compile(r"(?=.{1,253}\Z)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*")
 VERSION = re.compile(r"v(\d+)\.(\d+)\.(\d+)")
@@ -73,7 +63,6 @@ class NodeConfig:
     networking: Networking = field(default_factory=Networking)
     kubelet: Kubelet = field(default_factory=Kubelet)
     discovery: Optional[Discovery] = None
-    ca_cert: str = ""
     pki: Dict[str, str] = field(default_factory=dict)
     bootstrap_tokens: List[Dict[str, Any]] = field(default_factory=list)
     addons: List[str] = field(default_factory=list)
@@ -163,7 +152,6 @@ def parse_node_config(data: Any) -> NodeConfig:
         "networking",
         "kubelet",
         "discovery",
-        "caCert",
         "pki",
         "bootstrapTokens",
         "addons",
@@ -243,7 +231,6 @@ def parse_node_config(data: Any) -> NodeConfig:
         key_algorithm=alg,
         networking=net,
         kubelet=kubelet,
-        ca_cert=d.get("caCert", str, ""),
     )
     if "discovery" in d.data:
         disc = d.sub("discovery", ("token", "caCertHashes", "unsafeSkipCAVerification"))
@@ -270,30 +257,12 @@ def parse_node_config(data: Any) -> NodeConfig:
         cfg.discovery = Discovery(token, pins, unsafe)
     if role == "node":
         _check(cfg.discovery is not None, "discovery", "is required for a node (token and CA pins)")
-        _check(
-            not cfg.ca_cert or "BEGIN CERTIFICATE" in cfg.ca_cert,
-            "caCert",
-            "must hold the cluster CA certificate (PEM)",
-        )
-    else:
-        pki = d.get("pki", dict, required=True)
-        for f in PKI_FILES:
-            _check(isinstance(pki.get(f), str) and "-----BEGIN" in pki[f], f"pki.{f}", "must hold a PEM block")
-        _check(set(pki) <= set(PKI_FILES), "pki", f"unknown files {sorted(set(pki) - set(PKI_FILES))}")
-        cfg.pki = pki
-        tokens = d.get("bootstrapTokens", list, [])
-        for i, t in enumerate(tokens):
-            path = f"bootstrapTokens[{i}]"
-            _check(isinstance(t, dict), path, "must be a mapping")
-            try:
-                parse_token(t.get("token") if isinstance(t.get("token"), str) else "")
-            except ValueError as e:
-                raise ConfigError(f"{path}.token", str(e)) from None
-        cfg.bootstrap_tokens = tokens
-        addons = d.get("addons", list, [])
-        for i, a in enumerate(addons):
-            _check(isinstance(a, str) and a.startswith("/"), f"addons[{i}]", "must be an absolute path")
-        cfg.addons = addons
+    else:  # only the master's runtime carries this module
+        try:
+            from .master import parse_master_fields
+        except ImportError:
+            raise ConfigError("role", "this runtime was built for nodes; render the master payload again") from None
+        parse_master_fields(d, cfg)
     return cfg
 
 

@@ -5,30 +5,20 @@ from __future__ import annotations
 import datetime
 import ipaddress
 from collections.abc import Sequence
-from typing import List, Optional, Union
+from typing import List, Optional
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-PrivateKey = Union[ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey]
+from .keys import PrivateKey, key_pem, load_key, new_key
+
+__all__ = ["PrivateKey", "key_pem", "load_key", "new_key"]  # re-exported: the generator uses pki only
+
 CA_DAYS = 3650
 LEAF_DAYS = 365
 BACKDATE = datetime.timedelta(minutes=5)
-
-
-def new_key(algorithm: str) -> PrivateKey:
-    kind, _, size = algorithm.partition("-")
-    if kind == "ECDSA":
-        return ec.generate_private_key(ec.SECP384R1() if size == "P384" else ec.SECP256R1())
-    return rsa.generate_private_key(public_exponent=65537, key_size=int(size))
-
-
-def key_pem(key: PrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
-    )
 
 
 def public_pem(key: PrivateKey) -> bytes:
@@ -37,13 +27,6 @@ def public_pem(key: PrivateKey) -> bytes:
 
 def cert_pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
-
-
-def load_key(pem: bytes) -> PrivateKey:
-    key = serialization.load_pem_private_key(pem, password=None)
-    if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
-        raise ValueError("unsupported key type (expected ECDSA or RSA)")
-    return key
 
 
 def load_cert(pem: bytes) -> x509.Certificate:

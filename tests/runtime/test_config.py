@@ -52,7 +52,7 @@ NODE_CASES = [
     ("discovery.caCertHashes", ["sha1:abcd"], "discovery.caCertHashes[0]: invalid discovery token CA certificate hash"),
     ("discovery.caCertHashes", [], "discovery.caCertHashes: at least one CA pin is required"),
     ("discovery", _DELETE, "discovery: is required for a node"),
-    ("caCert", "not a pem", "caCert: must hold the cluster CA certificate (PEM)"),
+    ("caCert", "-----BEGIN CERTIFICATE-----", "caCert: unknown field"),
 ]
 
 
