@@ -6,8 +6,8 @@ import errno
 import importlib.util
 import os
 import re
-import shutil
 import socket
+import stat
 import subprocess
 import sys
 from typing import Callable, List, Optional, Tuple
@@ -16,17 +16,13 @@ from .config import DNS_NAME
 from .workflow import Context, PhaseError
 
 PATH_DIRS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
-MODULES = (
-    ("yaml", "python3-yaml"),
-    ("cryptography", "python3-cryptography"),
-    ("jwt", "python3-jwt"),
-    ("jinja2", "python3-jinja2"),
-)
 LATEST_MINOR = 36
 K8S_REPO = (
-    "the Kubernetes package repository (https://pkgs.k8s.io/core:/stable:/v1.{minor}/deb/, see "
+    "the Kubernetes package repository (https://pkgs.k8s.io/core:/stable:/v1.{0}/deb/, see "
     "https://kubernetes.io/docs/setup/production-environment/tools/kubeadm/install-kubeadm/)"
 )
+Result = List[Tuple[str, str]]  # (level "error"|"warning", message)
+Check = Tuple[str, Callable[["Env"], Result]]
 
 
 class Env:
@@ -39,16 +35,15 @@ class Env:
         return os.path.join(self.root, p.lstrip("/")) if self.root else p
 
     def which(self, name: str) -> Optional[str]:
-        if not self.root:
-            return shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", "")] + list(PATH_DIRS)))
-        for d in PATH_DIRS:
+        dirs = PATH_DIRS if self.root else os.environ.get("PATH", "").split(os.pathsep) + list(PATH_DIRS)
+        for d in dirs:
             p = self.path(os.path.join(d, name))
             if os.path.isfile(p) and os.access(p, os.X_OK):
                 return p
         return None
 
     def read(self, p: str) -> Optional[str]:
-        """A kernel file (/proc, /sys): always the running kernel's, a directory has none."""
+        """A kernel file (/proc, /sys): always the running kernel's, whatever --root says."""
         try:
             with open(p) as f:
                 return f.read()
@@ -59,18 +54,10 @@ class Env:
         return os.path.lexists(self.path(p))
 
     def listdir(self, p: str) -> List[str]:
-        try:
-            return os.listdir(self.path(p))
-        except OSError:
-            return []
+        return os.listdir(self.path(p)) if os.path.isdir(self.path(p)) else []
 
     def is_socket(self, p: str) -> bool:
-        import stat
-
-        try:
-            return stat.S_ISSOCK(os.stat(self.path(p)).st_mode)
-        except OSError:
-            return False
+        return os.path.exists(self.path(p)) and stat.S_ISSOCK(os.stat(self.path(p)).st_mode)
 
     def euid(self) -> int:
         return os.geteuid()
@@ -79,14 +66,13 @@ class Env:
         return os.cpu_count() or 1
 
     def port_in_use(self, port: int) -> bool:
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            s.bind(("0.0.0.0", port))
-            return False
-        except OSError as e:
-            return e.errno == errno.EADDRINUSE
-        finally:
-            s.close()
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Go's net.Listen, which kubeadm uses
+            try:
+                s.bind(("", port))
+            except OSError as e:
+                return e.errno == errno.EADDRINUSE
+        return False
 
     def version_of(self, binary: str) -> str:
         try:
@@ -99,8 +85,7 @@ class Env:
 
     def resolves(self, name: str) -> bool:
         try:
-            socket.getaddrinfo(name, None)
-            return True
+            return bool(socket.getaddrinfo(name, None))
         except OSError:
             return False
 
@@ -108,75 +93,47 @@ class Env:
         return importlib.util.find_spec(name) is None
 
 
-Result = List[Tuple[str, str]]  # (level "error"|"warning", message)
-
-
-class Check:
-    def __init__(self, name: str, check: Callable[[Env], Result]) -> None:
-        self.name, self.check = name, check
-
-
 def _binary(name: str, level: str, package: str) -> Check:
-    def check(env: Env) -> Result:
-        if env.which(name):
-            return []
-        return [(level, f"{name} not found in system path. Install it: apt-get install {package}")]
-
-    return Check(f"FileExisting-{name}", check)
+    msg = f"{name} not found in system path. Install it: apt-get install {package}"
+    return f"FileExisting-{name}", lambda env: [] if env.which(name) else [(level, msg)]
 
 
 def _file_available(path: str) -> Check:
-    def check(env: Env) -> Result:
-        if env.exists(path):
-            return [("error", f"{path} already exists (left by another cluster?). Remove it, or run reset")]
-        return []
-
-    return Check("FileAvailable-" + path.replace("/", "-"), check)
+    msg = f"{path} already exists (left by another cluster?). Remove it, or run reset"
+    return "FileAvailable-" + path.replace("/", "-"), lambda env: [("error", msg)] if env.exists(path) else []
 
 
 def _dir_available(path: str) -> Check:
-    def check(env: Env) -> Result:
-        if env.listdir(path):
-            return [("error", f"{path} is not empty (left by another cluster?). Empty it, or run reset")]
-        return []
-
-    return Check("DirAvailable-" + path.replace("/", "-"), check)
+    msg = f"{path} is not empty (left by another cluster?). Empty it, or run reset"
+    return "DirAvailable-" + path.replace("/", "-"), lambda env: [("error", msg)] if env.listdir(path) else []
 
 
 def _port(port: int) -> Check:
-    def check(env: Env) -> Result:
-        if env.port_in_use(port):
-            return [("error", f"Port {port} is in use. Stop what listens there (see: ss -ltnp 'sport = :{port}')")]
+    msg = f"Port {port} is in use. Stop what listens there (see: ss -ltnp 'sport = :{port}')"
+    return f"Port-{port}", lambda env: [("error", msg)] if env.port_in_use(port) else []
+
+
+def _ip_forward(env: Env) -> Result:
+    p = "/proc/sys/net/ipv4/ip_forward"
+    value = env.read(p)
+    if value is not None and value.strip() == "1":
         return []
-
-    return Check(f"Port-{port}", check)
-
-
-def _proc_is_one(path: str, fix: str) -> Check:
-    def check(env: Env) -> Result:
-        value = env.read(path)
-        if value is None:
-            return [("error", f"{path} does not exist. Fix: {fix}")]
-        if value.strip() != "1":
-            return [("error", f"{path} contents are not set to 1. Fix: {fix}")]
-        return []
-
-    return Check("FileContent-" + path.replace("/", "-"), check)
+    what = "does not exist" if value is None else "contents are not set to 1"
+    return [("error", f"{p} {what}. Fix: sysctl -w net.ipv4.ip_forward=1, and set it in /etc/sysctl.d/k8s.conf")]
 
 
 def _privileged(env: Env) -> Result:
-    if env.root or env.euid() == 0:
-        return []
-    return [("error", "user is not running as root. Run it with sudo, or as root")]
+    ok = env.root or env.euid() == 0
+    return [] if ok else [("error", "user is not running as root. Run it with sudo, or as root")]
 
 
 def _python(env: Env) -> Result:
     out: Result = []
     if sys.version_info < (3, 9):
         out.append(("error", f"Python {sys.version.split()[0]} is too old; the runtime needs 3.9 or newer"))
-    for mod, pkg in MODULES:
+    for mod in ("yaml", "cryptography"):
         if env.module_missing(mod):
-            out.append(("error", f"Python module {mod} is missing. Install it: apt-get install {pkg}"))
+            out.append(("error", f"Python module {mod} is missing. Install it: apt-get install python3-{mod}"))
     return out
 
 
@@ -184,60 +141,41 @@ def _kubelet(minor: int) -> Callable[[Env], Result]:
     def check(env: Env) -> Result:
         path = env.which("kubelet")
         if not path:
-            return [
-                (
-                    "error",
-                    f"kubelet not found in system path. Install kubelet v1.{minor} from "
-                    + K8S_REPO.format(minor=minor)
-                    + ", then: apt-get install kubelet",
-                )
-            ]
+            fix = f"Install kubelet v1.{minor} from {K8S_REPO.format(minor)}, then: apt-get install kubelet"
+            return [("error", "kubelet not found in system path. " + fix)]
         if env.root:
             return []
         m = re.search(r"v1\.(\d+)\.\d+", env.version_of(path))
         if not m:
             return [("warning", f"cannot tell the version of {path}")]
         found = int(m.group(1))
-        if found > minor or found < minor - 3:
-            return [
-                (
-                    "error",
-                    f"kubelet v1.{found} does not match Kubernetes v1.{minor} (the kubelet may be at "
-                    f"most 3 minor versions older, never newer). Install kubelet v1.{minor}",
-                )
-            ]
-        return []
+        if minor - 3 <= found <= minor:
+            return []
+        why = "the kubelet may be at most 3 minor versions older, never newer"
+        return [
+            ("error", f"kubelet v1.{found} does not match Kubernetes v1.{minor} ({why}). Install kubelet v1.{minor}")
+        ]
 
     return check
 
 
 def _cri(endpoint: str) -> Callable[[Env], Result]:
-    def check(env: Env) -> Result:
-        sock = endpoint[len("unix://") :]
-        if env.is_socket(sock):
-            return []
-        return [
-            (
-                "error",
-                f"container runtime is not running: no socket at {sock}. Install and start it: "
-                "apt-get install containerd && systemctl enable --now containerd",
-            )
-        ]
-
-    return check
+    sock = endpoint[len("unix://") :]
+    fix = "Install and start it: apt-get install containerd && systemctl enable --now containerd"
+    msg = f"container runtime is not running: no socket at {sock}. {fix}"
+    return lambda env: [] if env.is_socket(sock) else [("error", msg)]
 
 
 def _swap(env: Env) -> Result:
-    swaps = (env.read("/proc/swaps") or "").strip().splitlines()[1:]
-    if swaps:
-        return [
-            (
-                "warning",
-                "swap is on; the kubelet refuses to start with swap unless configured to allow it. "
-                "Turn it off: swapoff -a, and remove the swap lines from /etc/fstab",
-            )
-        ]
-    return []
+    if not (env.read("/proc/swaps") or "").strip().splitlines()[1:]:
+        return []
+    return [
+        (
+            "warning",
+            "swap is on; the kubelet refuses to start with swap unless configured to allow it. "
+            "Turn it off: swapoff -a, and remove the swap lines from /etc/fstab",
+        )
+    ]
 
 
 def _modules(env: Env) -> Result:
@@ -246,34 +184,24 @@ def _modules(env: Env) -> Result:
         missing.append("br_netfilter")
     if "\toverlay\n" not in (env.read("/proc/filesystems") or "") + "\n":
         missing.append("overlay")
-    if missing:
-        mods = " ".join(missing)
-        return [
-            (
-                "warning",
-                f"kernel module(s) {mods} not loaded. Fix: modprobe {mods}, and list them in "
-                "/etc/modules-load.d/k8s.conf",
-            )
-        ]
-    return []
+    if not missing:
+        return []
+    mods = " ".join(missing)
+    fix = f"modprobe {mods}, and list them in /etc/modules-load.d/k8s.conf"
+    return [("warning", f"kernel module(s) {mods} not loaded. Fix: {fix}")]
 
 
 def _hostname(node_name: str) -> Callable[[Env], Result]:
     def check(env: Env) -> Result:
         name = node_name or env.hostname().lower()
         if not DNS_NAME.fullmatch(name):
-            return [
-                (
-                    "error",
-                    f'node name "{name}" is not a lower-case DNS name. Set the host name, or nodeName '
-                    "in the node config",
-                )
-            ]
-        if not env.resolves(name):
-            return [
-                ("warning", f'hostname "{name}" could not be reached: it does not resolve. Add it to /etc/hosts or DNS')
-            ]
-        return []
+            fix = "Set the host name, or nodeName in the node config"
+            return [("error", f'node name "{name}" is not a lower-case DNS name. {fix}')]
+        if env.resolves(name):
+            return []
+        return [
+            ("warning", f'hostname "{name}" could not be reached: it does not resolve. Add it to /etc/hosts or DNS')
+        ]
 
     return check
 
@@ -286,59 +214,37 @@ def _cpus(env: Env) -> Result:
 def _memory(env: Env) -> Result:
     m = re.search(r"MemTotal:\s+(\d+) kB", env.read("/proc/meminfo") or "")
     mb = int(m.group(1)) // 1024 if m else 0
-    if mb < 1700:
-        return [("error", f"the system RAM ({mb} MB) is less than the minimum 1700 MB")]
-    return []
+    return [("error", f"the system RAM ({mb} MB) is less than the minimum 1700 MB")] if mb < 1700 else []
 
 
 def checks(role: str, minor: int, endpoint: str, node_name: str) -> List[Check]:
-    """The checks for ``role`` on Kubernetes v1.``minor`` (the list changed from 1.30 to 1.33)."""
-    cs = [
-        Check("IsPrivilegedUser", _privileged),
-        Check("Python", _python),
-        Check("FileExisting-kubelet", _kubelet(minor)),
-        Check("CRI", _cri(endpoint)),
-        _binary("mount", "error", "mount"),
-        _binary("nsenter", "error", "util-linux"),
-        _binary("touch", "warning", "coreutils"),
+    """The checks for ``role`` on Kubernetes v1.``minor`` (the required binaries changed from 1.30 to 1.33)."""
+    cs: List[Check] = [
+        ("IsPrivilegedUser", _privileged),
+        ("Python", _python),
+        ("FileExisting-kubelet", _kubelet(minor)),
+        ("CRI", _cri(endpoint)),
     ]
-    if minor < 31:
-        cs.append(_binary("crictl", "error", "cri-tools"))
-    elif minor == 31:
-        cs.append(_binary("crictl", "warning", "cri-tools"))
+    binaries = [("mount", "error", "mount"), ("nsenter", "error", "util-linux"), ("touch", "warning", "coreutils")]
     if minor < 32:
-        cs += [
-            _binary("conntrack", "error", "conntrack"),
-            _binary("socat", "warning", "socat"),
-            _binary("ebtables", "warning", "ebtables"),
-        ]
+        binaries += [("crictl", "error" if minor < 31 else "warning", "cri-tools"), ("conntrack", "error", "conntrack")]
+        binaries += [("socat", "warning", "socat"), ("ebtables", "warning", "ebtables")]
     if minor < 33:
-        cs += [
-            _binary("ip", "error", "iproute2"),
-            _binary("iptables", "error", "iptables"),
-            _binary("ethtool", "warning", "ethtool"),
-            _binary("tc", "warning", "iproute2"),
-        ]
-    cs += [
-        Check("Swap", _swap),
-        _proc_is_one(
-            "/proc/sys/net/ipv4/ip_forward", "sysctl -w net.ipv4.ip_forward=1, and set it in /etc/sysctl.d/k8s.conf"
-        ),
-    ]
-    cs += [Check("KernelModules", _modules), Check("Hostname", _hostname(node_name)), _port(10250)]
+        binaries += [("ip", "error", "iproute2"), ("iptables", "error", "iptables")]
+        binaries += [("ethtool", "warning", "ethtool"), ("tc", "warning", "iproute2")]
+    cs += [_binary(*b) for b in binaries]
+    cs += [("Swap", _swap), ("FileContent--proc-sys-net-ipv4-ip_forward", _ip_forward), ("KernelModules", _modules)]
+    cs += [("Hostname", _hostname(node_name)), _port(10250)]
     if role == "master":
-        cs += [Check("NumCPU", _cpus), Check("Mem", _memory)] + [_port(p) for p in (6443, 10259, 10257, 2379, 2380)]
+        cs += [("NumCPU", _cpus), ("Mem", _memory)] + [_port(p) for p in (6443, 10259, 10257, 2379, 2380)]
         cs += [
             _file_available(f"/etc/kubernetes/manifests/{c}.yaml")
             for c in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd")
-        ]
-        cs.append(_dir_available("/var/lib/etcd"))
+        ] + [_dir_available("/var/lib/etcd")]
     else:
+        cs += [_dir_available("/etc/kubernetes/manifests")]
         cs += [
-            _dir_available("/etc/kubernetes/manifests"),
-            _file_available("/etc/kubernetes/kubelet.conf"),
-            _file_available("/etc/kubernetes/bootstrap-kubelet.conf"),
-            _file_available("/etc/kubernetes/pki/ca.crt"),
+            _file_available(f"/etc/kubernetes/{f}") for f in ("kubelet.conf", "bootstrap-kubelet.conf", "pki/ca.crt")
         ]
     return cs
 
@@ -347,22 +253,20 @@ def run_checks(ctx: Context, cs: List[Check], env: Env) -> None:
     """Print kubeadm-style lines; raise PhaseError when an error is not ignored."""
     if env.root:
         ctx.say(
-            f"\t[INFO] --root {env.root}: files and binaries are looked up there; kernel, port and CPU "
-            "checks see the running kernel"
+            f"\t[INFO] --root {env.root}: files and binaries are looked up there; kernel, port and CPU checks "
+            "see the running kernel"
         )
-    errors = []
+    errors: List[str] = []
     ignore = ctx.ignore_errors
-    for c in cs:
-        for level, msg in c.check(env):
-            if level == "error" and not ("all" in ignore or c.name.lower() in ignore):
-                errors.append(c.name)
-                ctx.say(f"\t[ERROR {c.name}]: {msg}")
-            else:
-                ctx.say(f"\t[WARNING {c.name}]: {msg}")
+    for name, check in cs:
+        for level, msg in check(env):
+            error = level == "error" and not ("all" in ignore or name.lower() in ignore)
+            if error and name not in errors:
+                errors.append(name)
+            ctx.say(f"\t[{'ERROR' if error else 'WARNING'} {name}]: {msg}")
     if errors:
         raise PhaseError(
-            f"{len(errors)} pre-flight error(s); fix them, or skip with "
-            f"--ignore-preflight-errors={','.join(dict.fromkeys(errors))}"
+            f"{len(errors)} pre-flight error(s); fix them, or skip with --ignore-preflight-errors={','.join(errors)}"
         )
 
 

@@ -188,8 +188,10 @@ def test_ignore_preflight_errors_downgrades_to_warnings(node_doc: dict[str, Any]
 
 
 def test_missing_python_module_names_the_package(node_doc: dict[str, Any]) -> None:
-    out, err = run(FakeEnv(missing_modules={"jwt"}), node_doc)
-    assert "[ERROR Python]: Python module jwt is missing. Install it: apt-get install python3-jwt" in out
+    out, err = run(FakeEnv(missing_modules={"cryptography"}), node_doc)
+    assert (
+        "[ERROR Python]: Python module cryptography is missing. Install it: apt-get install python3-cryptography" in out
+    )
 
 
 def test_non_root_is_refused(node_doc: dict[str, Any]) -> None:
