@@ -6,9 +6,20 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
-from .config import NODE_CONFIG_PATH, ConfigError, NodeConfig, load_node_config
+from .config import (
+    API_VERSION,
+    DEFAULT_VERSION,
+    NODE_CONFIG_PATH,
+    ConfigError,
+    NodeConfig,
+    load_node_config,
+    parse_node_config_file,
+    read_node_config,
+    split_endpoint,
+)
+from .tokens import parse_pin, parse_token
 from .workflow import Context, Phase, PhaseError, run, status
 
 VERSION = "0.1.0"
@@ -19,7 +30,17 @@ def phases(command: str) -> List[Phase]:
     """The ordered phases of ``init`` (master) and ``join`` (node)."""
     from . import preflight
 
-    return [Phase("preflight", "Running pre-flight checks", preflight.phase)]
+    steps = [Phase("preflight", "Running pre-flight checks", preflight.phase)]
+    if command == "join":
+        from . import join, kubelet
+
+        steps += [
+            Phase("discovery", "Discovering the cluster", join.discovery),
+            Phase("tls-bootstrap", "Bootstrapping certificates", join.tls_bootstrap),
+            Phase("kubelet-config", "Writing the kubelet configuration", kubelet.config_phase),
+            Phase("kubelet-start", "Starting the kubelet", kubelet.start_phase),
+        ]
+    return steps
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,6 +66,22 @@ def _parser() -> argparse.ArgumentParser:
         g = c.add_mutually_exclusive_group()
         g.add_argument("--phase", metavar="NAME", help="run only this phase (again)")
         g.add_argument("--skip-phases", default="", metavar="NAME,...", help="skip these phases")
+        c.add_argument("--timeout", type=float, default=300, metavar="SECONDS", help="bound the whole run (300)")
+        if cmd == "join":
+            c.add_argument("endpoint", nargs="?", metavar="ENDPOINT", help="API server host:port (default: config)")
+            c.add_argument("--token", help="bootstrap token ID.SECRET (default: from the node config)")
+            c.add_argument(
+                "--discovery-token-ca-cert-hash",
+                action="append",
+                default=[],
+                metavar="sha256:HEX",
+                help="pin of the cluster CA's public key; repeatable (default: from the node config)",
+            )
+            c.add_argument(
+                "--discovery-token-unsafe-skip-ca-verification",
+                action="store_true",
+                help="join without a CA pin (lets a network attacker impersonate the API server)",
+            )
     st = sub.add_parser("status", help="show each phase's result, duration and, for a failed one, the fix")
     st.add_argument("--root", default="", metavar="DIR")
     return p
@@ -52,9 +89,56 @@ def _parser() -> argparse.ArgumentParser:
 
 def _config(args: argparse.Namespace, required: bool) -> Optional[NodeConfig]:
     path = args.config or os.path.join(args.root or "/", NODE_CONFIG_PATH.lstrip("/"))
+    if args.command == "join":
+        return _join_config(args, path)
     if not required and not args.config and not os.path.exists(path):
         return None
     return load_node_config(path)
+
+
+def _join_config(args: argparse.Namespace, path: str) -> NodeConfig:
+    """The node config with the command line's overrides; ENDPOINT and flags alone suffice."""
+    if args.config or not args.endpoint or os.path.exists(path):
+        doc = read_node_config(path)
+    else:
+        doc, path = {"apiVersion": API_VERSION, "kind": "NodeConfig", "role": "node"}, "command line"
+        doc.update(clusterName="kubernetes", kubernetesVersion=DEFAULT_VERSION)
+    if not isinstance(doc, dict):
+        return parse_node_config_file(doc, path)  # says what is wrong with it
+    disc: Dict[str, Any] = doc["discovery"] if isinstance(doc.get("discovery"), dict) else {}
+    if args.endpoint:
+        try:
+            split_endpoint(args.endpoint)
+        except ValueError as e:
+            raise ConfigError("ENDPOINT", f'"{args.endpoint}" {e}') from None
+        doc["controlPlaneEndpoint"] = args.endpoint
+    if args.token is not None:
+        try:
+            parse_token(args.token)
+        except ValueError as e:
+            raise ConfigError("--token", str(e)) from None
+        disc["token"] = args.token
+    for pin in args.discovery_token_ca_cert_hash:
+        try:
+            parse_pin(pin)
+        except ValueError as e:
+            msg = f"invalid discovery token CA certificate hash: {e}"
+            raise ConfigError("--discovery-token-ca-cert-hash", msg) from None
+    if args.discovery_token_ca_cert_hash:
+        disc["caCertHashes"] = args.discovery_token_ca_cert_hash
+    if args.discovery_token_unsafe_skip_ca_verification:
+        disc["unsafeSkipCAVerification"] = True
+    if doc.get("role", "node") == "node":
+        if not disc.get("token"):
+            raise ConfigError("--token", "is required: the bootstrap token ID.SECRET (kubeseed token create)")
+        if not disc.get("caCertHashes") and not disc.get("unsafeSkipCAVerification"):
+            raise ConfigError(
+                "--discovery-token-ca-cert-hash",
+                "token discovery without a CA pin is unsafe: pass --discovery-token-ca-cert-hash sha256:<hex> "
+                "(kubeseed cluster create prints it), or --discovery-token-unsafe-skip-ca-verification",
+            )
+        doc["discovery"] = disc
+    return parse_node_config_file(doc, path)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -67,7 +151,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return status(Context("status", None, args.root))
         cfg = _config(args, args.command != "preflight")
         ignore = frozenset(x.strip().lower() for x in args.ignore_preflight_errors.split(",") if x.strip())
-        ctx = Context(args.command, cfg, args.root, args.node_name, ignore)
+        timeout = getattr(args, "timeout", 300)
+        if timeout <= 0:
+            raise ConfigError("--timeout", f"must be a positive number of seconds, not {timeout:g}")
+        ctx = Context(args.command, cfg, args.root, args.node_name, ignore, timeout=timeout)
         if args.command == "preflight":
             from . import preflight
 
@@ -92,7 +179,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     f'unknown phase "{name}"; {args.command} has: {", ".join(names)}',
                 )
         code = run(ctx, phases(args.command), args.phase or "", frozenset(chosen if not args.phase else ()))
-        if code == 0:
+        if code == 0 and args.command == "join" and not args.phase:
+            ctx.say(
+                "\nThis node has joined the cluster:\n* Certificate signing request was sent to apiserver and a "
+                "response was received.\n* The Kubelet was informed of the new secure connection details.\n\n"
+                "Run 'kubectl get nodes' on the control-plane to see this node join the cluster."
+            )
+        elif code == 0:
             ctx.say(f"[{args.command}] finished the phases this runtime has: {', '.join(names)}")
         return code
     except ConfigError as e:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import re
 from typing import Any, Tuple
 
@@ -56,3 +58,15 @@ def _go_hex_error(s: str) -> str:
         if c not in "0123456789abcdefABCDEF":
             return f"encoding/hex: invalid byte: U+{ord(c):04X} '{c}'"
     return "encoding/hex: odd length hex string" if len(s) % 2 else ""
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def detached_jws(token_id: str, secret: str, payload: str) -> str:
+    """kubeadm's detached JWS over ``payload``: HS256 keyed by the token secret, header exactly
+    ``{"alg":"HS256","kid":"<id>"}``, payload section left empty. Verify by recomputing and comparing."""
+    head = b64url(f'{{"alg":"HS256","kid":"{token_id}"}}'.encode())
+    mac = hmac.new(secret.encode(), f"{head}.{b64url(payload.encode())}".encode(), hashlib.sha256).digest()
+    return f"{head}..{b64url(mac)}"

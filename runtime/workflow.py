@@ -25,14 +25,22 @@ class Context:
         node_name: str = "",
         ignore_errors: frozenset = frozenset(),
         out: Any = None,
+        timeout: float = 300,
     ) -> None:
         self.command, self.config, self.root, self.node_name = command, config, root, node_name
         self.ignore_errors = ignore_errors
         self.out = out or sys.stdout
+        self.timeout, self.deadline = timeout, time.monotonic() + timeout
 
     def path(self, p: str) -> str:
         """``p`` on the machine, or inside ``--root``."""
         return os.path.join(self.root, p.lstrip("/")) if self.root else p
+
+    def name(self) -> str:
+        """The node name: --node-name, else the node config's, else the host name (lower case)."""
+        import socket
+
+        return self.node_name or (self.config.node_name if self.config else "") or socket.gethostname().lower()
 
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)

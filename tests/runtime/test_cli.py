@@ -64,11 +64,13 @@ def test_join_under_root_reports_missing_kubelet_and_records_state(tmp_path: Pat
 
 def test_join_rerun_skips_done_phases_and_status_reports(tmp_path: Path, node_doc: dict) -> None:
     pyz = materialize(tmp_path, node_doc)
-    first = runtime("join", "--root", str(tmp_path), "--ignore-preflight-errors", "all", pyz=pyz)
+    rest = ["--skip-phases", "discovery,tls-bootstrap,kubelet-config,kubelet-start"]
+    first = runtime("join", "--root", str(tmp_path), "--ignore-preflight-errors", "all", *rest, pyz=pyz)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "[preflight] Running pre-flight checks... [done]" in first.stdout
     assert "[WARNING FileExisting-kubelet]" in first.stdout
-    second = runtime("join", "--root", str(tmp_path), pyz=pyz)
+    assert "discovery" not in first.stdout
+    second = runtime("join", "--root", str(tmp_path), *rest, pyz=pyz)
     assert second.returncode == 0
     assert "[preflight] already done, skipping" in second.stdout
     again = runtime("join", "--root", str(tmp_path), "--phase", "preflight", pyz=pyz)
@@ -90,7 +92,11 @@ def test_node_name_flag_overrides_config(tmp_path: Path, node_doc: dict) -> None
         ({"apiVersion": "kubeseed.io/v2"}, ["join"], 'apiVersion: unknown version "kubeseed.io/v2"'),
         ({"networking": {"podSubnet": "10.0.0/8"}}, ["join"], 'networking.podSubnet: "10.0.0/8" is not a CIDR'),
         ({}, ["init"], "role: this node config is for a node; run `join`, not `init`"),
-        ({}, ["join", "--phase", "discovery"], 'unknown phase "discovery"; join has: preflight'),
+        (
+            {},
+            ["join", "--phase", "bogus"],
+            'unknown phase "bogus"; join has: preflight, discovery, tls-bootstrap, kubelet-config, kubelet-start',
+        ),
         ({}, ["join", "--skip-phases", "nope"], '--skip-phases: unknown phase "nope"'),
     ],
 )

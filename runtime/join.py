@@ -1,0 +1,248 @@
+"""Node join: token discovery of the cluster (JWS-signed cluster-info, pinned CA) and kubelet TLS bootstrap."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import os
+import re
+from typing import Any, List, Tuple
+
+from . import api
+from .tokens import b64url, ca_pin, detached_jws, parse_token
+from .workflow import Context, PhaseError, write_atomic
+
+CLUSTER_INFO = "/api/v1/namespaces/kube-public/configmaps/cluster-info"
+CSRS = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
+BOOTSTRAP_CONF = "/etc/kubernetes/bootstrap-kubelet.conf"
+KUBELET_CONF = "/etc/kubernetes/kubelet.conf"
+CA_CRT = "/etc/kubernetes/pki/ca.crt"
+PKI_DIR = "/var/lib/kubelet/pki"
+KEY_TMP = PKI_DIR + "/kubelet-client.key.tmp"
+CURRENT = PKI_DIR + "/kubelet-client-current.pem"
+KUBELET_SIGNER = "kubernetes.io/kube-apiserver-client-kubelet"
+
+
+def kubeconfig(server: str, ca: bytes, user: str, creds: dict, cluster: str, context: str) -> str:
+    import yaml
+
+    return yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": cluster, "cluster": {"server": server, "certificate-authority-data": _b64(ca)}}],
+            "contexts": [{"name": context, "context": {"cluster": cluster, "user": user}}],
+            "current-context": context,
+            "preferences": {},
+            "users": [{"name": user, "user": creds}],
+        },
+        sort_keys=False,
+    )
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def read_kubeconfig(text: str, where: str) -> Tuple[str, bytes, dict]:
+    """(server, CA PEM bytes, user credentials) of a kubeconfig's first cluster and user."""
+    import yaml
+
+    try:
+        doc = yaml.safe_load(text)
+        cluster = doc["clusters"][0]["cluster"]
+        users = doc.get("users") or [{}]
+        return cluster["server"], base64.b64decode(cluster["certificate-authority-data"]), users[0].get("user", {})
+    except (ValueError, LookupError, TypeError, AttributeError, yaml.YAMLError) as e:
+        raise PhaseError(f"{where} is not a usable kubeconfig ({type(e).__name__}: {e})") from None
+
+
+def discovery(ctx: Context) -> None:
+    """Fetch cluster-info without trusting TLS, check its JWS with the token and its CA against the pins,
+    fetch it again over TLS verified by that CA; write the bootstrap kubeconfig."""
+    assert ctx.config is not None and ctx.config.discovery is not None  # join's config always has discovery
+    d = ctx.config.discovery
+    token_id, secret = parse_token(d.token)
+    key = "jws-kubeconfig-" + token_id
+    url = f"https://{ctx.config.control_plane_endpoint}{CLUSTER_INFO}"
+
+    def fetch(ca: Any) -> Any:
+        def attempt() -> Any:
+            status, body = api.call(url, ca)
+            if status != 200:
+                raise api.Unreachable(f"HTTP {status} from {url}: {body.get('message', '')}")
+            data = body.get("data") or {}
+            if "kubeconfig" not in data or (ca is None and key not in data):
+                raise api.Unreachable(f"cluster-info has no signature for token {token_id} yet")
+            return data
+
+        try:
+            return api.wait(ctx, f"cluster-info at {url}", attempt)
+        except api.Untrusted as e:
+            raise PhaseError(
+                f"the API server at {url} presented a certificate not signed by the pinned cluster CA ({e}); "
+                "refusing to trust it"
+            ) from None
+        except PhaseError as e:
+            if "no signature for token" in str(e):
+                raise PhaseError(
+                    f'token id "{token_id}" is invalid for this cluster or it has expired: cluster-info has no '
+                    f"{key}. Create a new token (kubeseed token create, or kubeadm token create on the master)"
+                ) from None
+            raise
+
+    data = fetch(None)
+    config = data["kubeconfig"]
+    if data[key] != detached_jws(token_id, secret, config):
+        raise PhaseError(
+            "failed to verify JWS signature of received cluster info object, can't trust this API Server "
+            f"(is the token {token_id}.<secret> the one this cluster issued?)"
+        )
+    server, ca, _ = read_kubeconfig(config, "cluster-info's kubeconfig")
+    if d.ca_cert_hashes:
+        found = [ca_pin(c) for c in _pem_blocks(ca)]
+        if not set(found) & set(d.ca_cert_hashes):
+            raise PhaseError(
+                "cluster CA found in cluster-info ConfigMap is invalid: none of the public keys "
+                f'"{":".join(found)}" are pinned. This API server does not belong to the cluster the pin names; '
+                "check --discovery-token-ca-cert-hash"
+            )
+        if fetch(ca)["kubeconfig"] != config:
+            raise PhaseError(
+                "the second kubeconfig from the cluster-info ConfigMap (using validated TLS) was different from "
+                "the first"
+            )
+    else:
+        ctx.say("\t[WARNING] no CA pin: trusting the cluster-info CA on the token's signature alone (unsafe)")
+    user = "tls-bootstrap-token-user"
+    text = kubeconfig(server, ca, user, {"token": d.token}, "kubernetes", user + "@kubernetes")
+    write_atomic(ctx.path(BOOTSTRAP_CONF), text, 0o600)
+    ctx.say(f"\tcluster found at {server}; CA {ca_pin(_pem_blocks(ca)[0])}")
+
+
+def _pem_blocks(data: bytes) -> List[bytes]:
+    blocks = re.findall(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", data, re.S)
+    if not blocks:
+        raise PhaseError("cluster-info's certificate-authority-data holds no PEM certificate")
+    return blocks
+
+
+def csr_name(spki: bytes, cn: str, orgs: List[str], usages: List[str]) -> str:
+    """The kubelet's deterministic CSR name: one key, one name, so a re-run finds its own CSR again."""
+    h = hashlib.new("sha512_256")
+    for item in [spki, cn.encode()] + [o.encode() for o in orgs] + [u.encode() for u in usages]:
+        h.update(b64url(item).encode() + b"|")
+    return "node-csr-" + b64url(h.digest())
+
+
+def tls_bootstrap(ctx: Context) -> None:
+    """Node key, a CSR as system:bootstrap:<id>, the signed certificate, kubelet.conf and ca.crt."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    from .keys import key_pem, load_key, new_key, signed_by, spki
+
+    if os.path.exists(ctx.path(KUBELET_CONF)) and os.path.exists(ctx.path(CURRENT)):
+        ctx.say(f"\t{KUBELET_CONF} and its certificate exist already (an interrupted run got this far)")
+        _cleanup(ctx)
+        return
+    try:
+        with open(ctx.path(BOOTSTRAP_CONF)) as f:
+            server, ca, creds = read_kubeconfig(f.read(), BOOTSTRAP_CONF)
+    except FileNotFoundError:
+        raise PhaseError(f"{BOOTSTRAP_CONF} is missing: run the discovery phase first") from None
+    node = ctx.name()
+    keyfile = ctx.path(KEY_TMP)
+    if os.path.exists(keyfile):  # a run that was cut off: keep its key, its CSR is still valid
+        with open(keyfile, "rb") as kf:
+            key = load_key(kf.read())
+    else:
+        key = new_key(ctx.config.key_algorithm if ctx.config else "ECDSA-P256")
+        write_atomic(keyfile, key_pem(key), 0o600)
+    usages = ["digital signature", "client auth"] + (["key encipherment"] if isinstance(key, rsa.RSAPrivateKey) else [])
+    cn, orgs = "system:node:" + node, ["system:nodes"]
+    name = csr_name(spki(key), cn, orgs, usages)
+    subject = x509.Name(
+        [x509.NameAttribute(NameOID.ORGANIZATION_NAME, orgs[0]), x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+    )
+    csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
+    body = {
+        "apiVersion": "certificates.k8s.io/v1",
+        "kind": "CertificateSigningRequest",
+        "metadata": {"name": name},
+        "spec": {
+            "request": _b64(csr.public_bytes(serialization.Encoding.PEM)),
+            "signerName": KUBELET_SIGNER,
+            "usages": usages,
+        },
+    }
+    token = creds.get("token", "")
+    url = server.rstrip("/") + CSRS
+
+    def create() -> Any:
+        status, obj = api.call(url, ca, token, "POST", body)
+        if status in (201, 409):  # 409: created by an earlier, interrupted run (same key, same name)
+            return obj
+        if status in (401, 403):
+            raise PhaseError(f"the API server refused the bootstrap token (HTTP {status}: {obj.get('message')})")
+        if status < 500:
+            raise PhaseError(f"the API server rejected the CSR (HTTP {status}: {obj.get('message')})")
+        raise api.Unreachable(f"HTTP {status}: {obj.get('message')}")
+
+    def issued() -> bytes:
+        status, obj = api.call(f"{url}/{name}", ca, token)
+        if status != 200:
+            raise api.Unreachable(f"HTTP {status}: {obj.get('message')}")
+        for c in (obj.get("status") or {}).get("conditions") or []:
+            if c.get("type") in ("Denied", "Failed") and c.get("status", "True") == "True":
+                raise PhaseError(
+                    f"CSR {name} was {c['type'].lower()}: {c.get('reason', '')} {c.get('message', '')}".rstrip()
+                )
+        cert = (obj.get("status") or {}).get("certificate")
+        if not cert:
+            raise api.Unreachable("not approved and signed yet")
+        return base64.b64decode(cert)
+
+    try:
+        api.wait(ctx, f"the API server at {server} to take the CSR", create)
+        pem = api.wait(ctx, f"approval of CSR {name}", issued, first=1, most=5)
+    except api.Untrusted as e:
+        raise PhaseError(f"the API server at {server} is not the discovered cluster's ({e})") from None
+    except PhaseError as e:
+        if "approval of CSR" in str(e):
+            raise PhaseError(
+                f"{e}. Is the CSR auto-approver running (kube-controller-manager with kubeadm's RBAC)? "
+                f"Approve by hand on the master: kubectl certificate approve {name}"
+            ) from None
+        raise
+    cert = x509.load_pem_x509_certificate(pem)
+    if spki(cert) != spki(key):
+        raise PhaseError(f"the certificate issued for {name} is not for this node's key")
+    if not signed_by(cert, x509.load_pem_x509_certificate(_pem_blocks(ca)[0])):
+        raise PhaseError(f"the certificate issued for {name} is not signed by the cluster CA")
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d-%H-%M-%S")
+    pem_name = f"kubelet-client-{stamp}.pem"
+    write_atomic(ctx.path(f"{PKI_DIR}/{pem_name}"), pem + key_pem(key), 0o600)
+    link = ctx.path(CURRENT)
+    tmp_link = link + ".tmp"
+    if os.path.lexists(tmp_link):
+        os.unlink(tmp_link)
+    os.symlink(pem_name, tmp_link)
+    os.replace(tmp_link, link)
+    write_atomic(ctx.path(CA_CRT), ca, 0o644)
+    creds = {"client-certificate": CURRENT, "client-key": CURRENT}
+    text = kubeconfig(server, ca, "default-auth", creds, "default-cluster", "default-context")
+    write_atomic(ctx.path(KUBELET_CONF), text, 0o600)
+    _cleanup(ctx)
+    until = getattr(cert, "not_valid_after_utc", None) or cert.not_valid_after
+    ctx.say(f"\tcertificate for {cn} issued, valid until {until:%Y-%m-%d}")
+
+
+def _cleanup(ctx: Context) -> None:
+    """Remove the bootstrap kubeconfig (the token leaves the disk with it), then the spent key copy."""
+    for path in (ctx.path(BOOTSTRAP_CONF), ctx.path(KEY_TMP)):
+        if os.path.exists(path):
+            os.unlink(path)

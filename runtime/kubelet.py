@@ -1,0 +1,91 @@
+"""The kubelet's configuration as kubeadm lays it out, and starting it through systemd."""
+
+from __future__ import annotations
+
+import ipaddress
+import subprocess
+import time
+
+from .workflow import Context, PhaseError, write_atomic
+
+CONFIG = "/var/lib/kubelet/config.yaml"
+FLAGS = "/var/lib/kubelet/kubeadm-flags.env"
+DROP_IN = "/etc/systemd/system/kubelet.service.d/10-kubeadm.conf"
+DROP_IN_TEXT = """# Written by kubeseed as kubeadm's package writes it.
+[Service]
+Environment="KUBELET_KUBECONFIG_ARGS=--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf \
+--kubeconfig=/etc/kubernetes/kubelet.conf"
+Environment="KUBELET_CONFIG_ARGS=--config=/var/lib/kubelet/config.yaml"
+EnvironmentFile=-/var/lib/kubelet/kubeadm-flags.env
+EnvironmentFile=-/etc/default/kubelet
+ExecStart=
+ExecStart=/usr/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS
+"""
+
+
+def kubelet_configuration(ctx: Context) -> dict:
+    """KubeletConfiguration with the settings kubeadm writes (kubelet-config ConfigMap)."""
+    cfg = ctx.config
+    assert cfg is not None
+    net = ipaddress.ip_network(cfg.networking.service_subnet)
+    return {
+        "apiVersion": "kubelet.config.k8s.io/v1beta1",
+        "kind": "KubeletConfiguration",
+        "authentication": {
+            "anonymous": {"enabled": False},
+            "webhook": {"cacheTTL": "0s", "enabled": True},
+            "x509": {"clientCAFile": "/etc/kubernetes/pki/ca.crt"},
+        },
+        "authorization": {"mode": "Webhook", "webhook": {"cacheAuthorizedTTL": "0s", "cacheUnauthorizedTTL": "0s"}},
+        "cgroupDriver": cfg.kubelet.cgroup_driver,
+        "clusterDNS": [str(net[10])],  # kubeadm: the tenth address of the service range
+        "clusterDomain": cfg.networking.dns_domain,
+        "containerRuntimeEndpoint": cfg.kubelet.container_runtime_endpoint,
+        "rotateCertificates": True,
+        "serverTLSBootstrap": cfg.kubelet.server_tls_bootstrap,
+        "staticPodPath": "/etc/kubernetes/manifests",
+    }
+
+
+def config_phase(ctx: Context) -> None:
+    import yaml
+
+    cfg = ctx.config
+    assert cfg is not None
+    write_atomic(ctx.path(CONFIG), yaml.safe_dump(kubelet_configuration(ctx)), 0o644)
+    args = {"container-runtime-endpoint": cfg.kubelet.container_runtime_endpoint, "hostname-override": ctx.name()}
+    args.update(cfg.kubelet.extra_args)
+    flags = " ".join(f"--{k}={v}" for k, v in args.items())
+    write_atomic(ctx.path(FLAGS), f'KUBELET_KUBEADM_ARGS="{flags}"\n', 0o644)
+    write_atomic(ctx.path(DROP_IN), DROP_IN_TEXT, 0o644)
+
+
+def _systemctl(*args: str) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(("systemctl",) + args, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as e:
+        raise PhaseError(f"systemctl {' '.join(args)} failed: {e}") from None
+
+
+def start_phase(ctx: Context) -> None:
+    """Enable and restart the kubelet; wait until systemd says it is active. Under --root: only say so."""
+    steps = (("daemon-reload",), ("enable", "kubelet"), ("restart", "kubelet"))
+    if ctx.root:
+        ctx.say(
+            "\t--root: not starting services; on the machine this runs: systemctl "
+            + ", ".join(" ".join(s) for s in steps)
+        )
+        return
+    for step in steps:
+        r = _systemctl(*step)
+        if r.returncode != 0:
+            raise PhaseError(f"systemctl {' '.join(step)}: {r.stderr.strip()}. See: systemctl status kubelet")
+    while True:
+        state = _systemctl("is-active", "kubelet").stdout.strip()
+        if state == "active":
+            return
+        if state == "failed" or time.monotonic() > ctx.deadline:
+            raise PhaseError(
+                f"the kubelet is {state or 'not running'}. See: systemctl status kubelet; journalctl -u kubelet"
+            )
+        time.sleep(1)

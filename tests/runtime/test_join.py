@@ -1,0 +1,416 @@
+"""`join` end to end under --root against the in-test API server (tests/apiserver.py, real TLS): discovery,
+TLS bootstrap, kubelet configuration; every refusal; crashes in every phase."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import functools
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from kubeseed.generator.tokens import load_tokens
+from kubeseed.generator.zipapp import build_zipapp
+from kubeseed.runtime import pki
+from kubeseed.runtime.tokens import ca_pin
+from tests.apiserver import FakeAPIServer
+from tests.helpers import cloud_init_files, kubeseed
+
+KILLER = Path(__file__).with_name("killer.py")
+NODE = "worker-1"
+
+
+@pytest.fixture
+def cluster(cluster_template: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / "operator" / "demo"
+    shutil.copytree(cluster_template, dst)
+    return dst
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """The machine's file system (--root)."""
+    path = tmp_path / "machine"
+    path.mkdir()
+    return path
+
+
+def server_tokens(cluster: Path) -> list[dict[str, Any]]:
+    return [
+        {"token": t.token, "expires": t.expires, "usages": list(t.usages), "groups": list(t.groups)}
+        for t in load_tokens(cluster)
+    ]
+
+
+@pytest.fixture
+def api(cluster: Path) -> Iterator[FakeAPIServer]:
+    with FakeAPIServer(
+        (cluster / "pki/ca.crt").read_bytes(), (cluster / "pki/ca.key").read_bytes(), server_tokens(cluster)
+    ) as server:
+        yield server
+
+
+def token(cluster: Path) -> str:
+    return load_tokens(cluster)[0].token
+
+
+def pin(cluster: Path) -> str:
+    return ca_pin((cluster / "pki/ca.crt").read_bytes())
+
+
+def join(
+    root: Path, *args: str, timeout: float = 20, pyz: Path | None = None, kill: tuple[str, int, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The runtime's join under --root (preflight errors ignored: this machine has no kubelet)."""
+    if kill:  # the killer patches the installed package's functions
+        cmd = [sys.executable, str(KILLER), kill[0], str(kill[1]), kill[2], "--"]
+    else:  # everything else runs what ships: the node payload's zipapp
+        cmd = [sys.executable, str(pyz or node_zipapp())]
+    full = [
+        *cmd,
+        "join",
+        *args,
+        "--root",
+        str(root),
+        "--node-name",
+        NODE,
+        "--ignore-preflight-errors",
+        "all",
+        "--timeout",
+        str(timeout),
+    ]
+    return subprocess.run(full, capture_output=True, text=True, timeout=timeout + 60)
+
+
+@functools.lru_cache(maxsize=1)
+def node_zipapp() -> Path:
+    path = Path(tempfile.mkdtemp(prefix="kubeseed-pyz-")) / "kubeseed-runtime.pyz"
+    path.write_bytes(build_zipapp("node"))
+    return path
+
+
+def flags(cluster: Path, api: FakeAPIServer, **change: str) -> list[str]:
+    args = [
+        api.endpoint,
+        "--token",
+        change.get("token", token(cluster)),
+        "--discovery-token-ca-cert-hash",
+        change.get("pin", pin(cluster)),
+    ]
+    return args
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    """Every file under root except the runtime's own record of the attempt (state and log)."""
+    own = {"var/lib/kubeseed/state.json", "var/log/kubeseed.log"}
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in root.rglob("*")
+        if p.is_file() and str(p.relative_to(root)) not in own
+    }
+
+
+def check_joined(root: Path, cluster: Path, api: FakeAPIServer) -> x509.Certificate:
+    """The node's end state after a successful join; returns its client certificate."""
+    kubelet_conf = root / "etc/kubernetes/kubelet.conf"
+    assert kubelet_conf.stat().st_mode & 0o777 == 0o600
+    kc = yaml.safe_load(kubelet_conf.read_text())
+    assert kc["current-context"] == "default-context"
+    assert kc["clusters"][0]["cluster"]["server"] == f"https://{api.endpoint}"
+    ca = (cluster / "pki/ca.crt").read_bytes()
+    assert base64.b64decode(kc["clusters"][0]["cluster"]["certificate-authority-data"]) == ca
+    current = "/var/lib/kubelet/pki/kubelet-client-current.pem"
+    assert kc["users"][0] == {"name": "default-auth", "user": {"client-certificate": current, "client-key": current}}
+    pem_path = root / current.lstrip("/")
+    assert pem_path.is_symlink() and pem_path.stat().st_mode & 0o777 == 0o600
+    pem = pem_path.read_bytes()
+    cert = x509.load_pem_x509_certificate(pem)
+    key = pki.load_key(pem)
+    assert cert.public_key().public_numbers() == key.public_key().public_numbers()
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == f"system:node:{NODE}"
+    assert cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == "system:nodes"
+    assert cert.issuer == pki.load_cert(ca).subject
+    assert (root / "etc/kubernetes/pki/ca.crt").read_bytes() == ca
+    assert not (root / "etc/kubernetes/bootstrap-kubelet.conf").exists()  # the token left the disk
+    assert not (root / "var/lib/kubelet/pki/kubelet-client.key.tmp").exists()
+
+    cfg = yaml.safe_load((root / "var/lib/kubelet/config.yaml").read_text())
+    assert cfg["kind"] == "KubeletConfiguration" and cfg["apiVersion"] == "kubelet.config.k8s.io/v1beta1"
+    assert cfg["clusterDNS"] == ["10.96.0.10"] and cfg["clusterDomain"] == "cluster.local"
+    assert cfg["cgroupDriver"] == "systemd" and cfg["rotateCertificates"] is True
+    assert cfg["authentication"]["anonymous"]["enabled"] is False
+    assert cfg["authentication"]["x509"]["clientCAFile"] == "/etc/kubernetes/pki/ca.crt"
+    assert cfg["authorization"]["mode"] == "Webhook"
+    flags_env = (root / "var/lib/kubelet/kubeadm-flags.env").read_text()
+    assert flags_env.startswith('KUBELET_KUBEADM_ARGS="--container-runtime-endpoint=unix:///run/containerd/')
+    assert f"--hostname-override={NODE}" in flags_env
+    drop_in = (root / "etc/systemd/system/kubelet.service.d/10-kubeadm.conf").read_text()
+    assert "--kubeconfig=/etc/kubernetes/kubelet.conf" in drop_in and "$KUBELET_KUBEADM_ARGS" in drop_in
+
+    state = json.loads((root / "var/lib/kubeseed/state.json").read_text())
+    phases = ["preflight", "discovery", "tls-bootstrap", "kubelet-config", "kubelet-start"]
+    assert [p for p in phases if state["phases"][p]["result"] == "done"] == phases
+
+    (csr,) = api.csrs.values()
+    assert csr["spec"]["signerName"] == "kubernetes.io/kube-apiserver-client-kubelet"
+    assert csr["spec"]["usages"] == ["digital signature", "client auth"]
+    assert csr["spec"]["username"] == "system:bootstrap:" + token(cluster).split(".")[0]
+    return cert
+
+
+def assert_no_secret(cluster: Path, root: Path, *outputs: str) -> None:
+    secret = token(cluster).split(".")[1]
+    log = (root / "var/log/kubeseed.log").read_text() if (root / "var/log/kubeseed.log").exists() else ""
+    for text in (*outputs, log):
+        assert secret not in text
+
+
+def test_join_with_flags_end_to_end(root: Path, cluster: Path, api: FakeAPIServer) -> None:
+    r = join(root, *flags(cluster, api))
+    assert r.returncode == 0, r.stdout + r.stderr
+    check_joined(root, cluster, api)
+    for line in (
+        "[discovery] Discovering the cluster... [done]",
+        "[tls-bootstrap] Bootstrapping certificates... [done]",
+        "--root: not starting services",
+        "This node has joined the cluster",
+    ):
+        assert line in r.stdout
+    assert_no_secret(cluster, root, r.stdout, r.stderr)
+    log = [json.loads(line) for line in (root / "var/log/kubeseed.log").read_text().splitlines()]
+    assert [e["phase"] for e in log] == ["preflight", "discovery", "tls-bootstrap", "kubelet-config", "kubelet-start"]
+
+    # A second run is a no-op that succeeds and does not talk to the API server.
+    before = len(api.requests)
+    again = join(root, *flags(cluster, api))
+    assert again.returncode == 0
+    assert again.stdout.count("already done, skipping") == 5
+    assert len(api.requests) == before
+
+
+def test_rendered_node_payload_joins(tmp_path: Path, cluster: Path, api: FakeAPIServer) -> None:
+    """The generator's payload and the runtime meet: render, materialize as cloud-init would, run the hook."""
+    cfg = cluster / "cluster.yaml"
+    cfg.write_text(cfg.read_text().replace("10.0.0.10:6443", api.endpoint))
+    r = kubeseed("render", "node", "demo", "--hostname", NODE, "-o", "node.yaml", cwd=cluster.parent)
+    assert r.returncode == 0, r.stderr
+    root = tmp_path / "machine"
+    for path, (content, mode) in cloud_init_files((cluster.parent / "node.yaml").read_bytes()).items():
+        dst = root / path.lstrip("/")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_bytes(content)
+        dst.chmod(mode)
+    pyz = root / "opt/kubeseed/kubeseed-runtime.pyz"
+    r = subprocess.run(
+        [sys.executable, str(pyz), "join", "--root", str(root), "--ignore-preflight-errors", "all"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    check_joined(root, cluster, api)
+    assert_no_secret(cluster, root, r.stdout, r.stderr)
+
+
+def test_join_waits_for_a_master_that_boots_later(root: Path, cluster: Path, api: FakeAPIServer) -> None:
+    api.unavailable_for = 3.0
+    r = join(root, *flags(cluster, api))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "waiting for cluster-info" in r.stdout
+    assert sum(1 for q in api.requests if q["status"] == 503) >= 2
+    check_joined(root, cluster, api)
+
+
+def test_unsafe_skip_joins_without_a_pin(root: Path, cluster: Path, api: FakeAPIServer) -> None:
+    r = join(root, api.endpoint, "--token", token(cluster), "--discovery-token-unsafe-skip-ca-verification")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "[WARNING] no CA pin" in r.stdout
+    check_joined(root, cluster, api)
+
+
+# --- refusals: a clear message, a non-zero exit, nothing written -------------------------------------------
+
+
+def refused(root: Path, r: subprocess.CompletedProcess[str], code: int, message: str) -> None:
+    assert r.returncode == code, r.stdout + r.stderr
+    assert message in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    written = snapshot(root)
+    assert written == {}, f"a refused join wrote {sorted(written)}"
+
+
+@pytest.mark.parametrize(
+    "change,code,message",
+    [
+        ({"token": "not-a-token"}, 2, '--token: token "<redacted>" is not of the form'),
+        ({"token": "abcdef.0123456789ABCDEF"}, 2, "--token: token"),
+        ({"pin": "sha256:1234"}, 2, "invalid discovery token CA certificate hash: invalid hash"),
+        ({"pin": "md5:0011"}, 2, 'unknown hash format "md5"'),
+    ],
+)
+def test_malformed_input_is_refused(
+    root: Path, cluster: Path, api: FakeAPIServer, change: dict[str, str], code: int, message: str
+) -> None:
+    r = join(root, *flags(cluster, api, **change))
+    refused(root, r, code, message)
+    assert api.requests == []
+
+
+def test_no_pin_and_no_unsafe_flag_is_refused(root: Path, cluster: Path, api: FakeAPIServer) -> None:
+    r = join(root, api.endpoint, "--token", token(cluster))
+    refused(root, r, 2, "token discovery without a CA pin is unsafe")
+
+
+def test_wrong_secret_fails_the_signature(root: Path, cluster: Path, api: FakeAPIServer) -> None:
+    token_id = token(cluster).split(".")[0]
+    r = join(root, *flags(cluster, api, token=f"{token_id}.0000000000000000"))
+    refused(root, r, 1, "failed to verify JWS signature of received cluster info object")
+    assert "0000000000000000" not in r.stdout + r.stderr
+
+
+def test_unknown_token_id_times_out_as_invalid(root: Path, cluster: Path, api: FakeAPIServer) -> None:
+    r = join(root, *flags(cluster, api, token="zzzzzz.0000000000000000"), timeout=3)
+    refused(root, r, 1, 'token id "zzzzzz" is invalid for this cluster or it has expired')
+
+
+def test_tampered_signature_is_refused(root: Path, cluster: Path, api: FakeAPIServer) -> None:
+    token_id = token(cluster).split(".")[0]
+    real = json.loads(_get_cluster_info(api))["data"]
+    forged = dict(real)
+    sig = forged[f"jws-kubeconfig-{token_id}"]
+    forged[f"jws-kubeconfig-{token_id}"] = sig[:-2] + ("AA" if not sig.endswith("AA") else "BB")
+    api.cluster_info_override = forged
+    r = join(root, *flags(cluster, api))
+    refused(root, r, 1, "failed to verify JWS signature")
+
+
+def test_tampered_cluster_info_is_refused(root: Path, cluster: Path, api: FakeAPIServer) -> None:
+    real = json.loads(_get_cluster_info(api))["data"]
+    forged = dict(real, kubeconfig=real["kubeconfig"].replace("server: https://", "server: https://evil."))
+    api.cluster_info_override = forged
+    r = join(root, *flags(cluster, api))
+    refused(root, r, 1, "failed to verify JWS signature")
+
+
+def test_server_of_another_cluster_is_refused_by_the_pin(root: Path, cluster: Path, api: FakeAPIServer) -> None:
+    """An impostor who even knows the token (leaked) but not the CA key: its cluster-info verifies, its CA does
+    not match the pin."""
+    other_key = pki.new_key("ECDSA-P256")
+    other = pki.new_ca("kubernetes", other_key)
+    with FakeAPIServer(pki.cert_pem(other), pki.key_pem(other_key), server_tokens(cluster)) as impostor:
+        r = join(root, *flags(cluster, impostor))
+        refused(root, r, 1, "none of the public keys")
+        assert ca_pin(pki.cert_pem(other)) in r.stderr  # it says which key it found
+        assert impostor.csrs == {}
+
+
+def test_second_fetch_must_match(root: Path, cluster: Path, api: FakeAPIServer) -> None:
+    real = api.real_kubeconfig()
+    api.second_fetch_override = real.replace('name: ""', "name: other")
+    r = join(root, *flags(cluster, api))
+    refused(root, r, 1, "the second kubeconfig from the cluster-info ConfigMap (using validated TLS)")
+
+
+def test_tls_from_another_ca_is_refused(root: Path, cluster: Path) -> None:
+    """A man in the middle relays the real cluster-info but cannot present a certificate of the cluster CA."""
+    mitm_key = pki.new_key("ECDSA-P256")
+    mitm = pki.new_ca("kubernetes", mitm_key)
+    with FakeAPIServer(
+        (cluster / "pki/ca.crt").read_bytes(),
+        (cluster / "pki/ca.key").read_bytes(),
+        server_tokens(cluster),
+        server_ca=(pki.cert_pem(mitm), pki.key_pem(mitm_key)),
+    ) as server:
+        r = join(root, *flags(cluster, server))
+        refused(root, r, 1, "presented a certificate not signed by the pinned cluster CA")
+        assert server.csrs == {}
+
+
+def test_expired_token_is_refused(root: Path, cluster: Path) -> None:
+    tokens = server_tokens(cluster)
+    tokens[0]["expires"] = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=1)
+    with FakeAPIServer((cluster / "pki/ca.crt").read_bytes(), (cluster / "pki/ca.key").read_bytes(), tokens) as server:
+        r = join(root, *flags(cluster, server), timeout=3)
+        refused(root, r, 1, "is invalid for this cluster or it has expired")
+
+
+def test_unreachable_master_times_out(root: Path, cluster: Path, api: FakeAPIServer) -> None:
+    api.unavailable_for = 60
+    r = join(root, *flags(cluster, api), timeout=3)
+    refused(root, r, 1, "timed out after 3s waiting for cluster-info")
+    assert "HTTP 503" in r.stderr
+
+
+def test_denied_csr(root: Path, cluster: Path, api: FakeAPIServer) -> None:
+    api.deny = True
+    r = join(root, *flags(cluster, api))
+    assert r.returncode == 1
+    assert "was denied" in r.stderr
+    assert not (root / "etc/kubernetes/kubelet.conf").exists()
+
+
+def test_unapproved_csr_times_out_with_the_fix(root: Path, cluster: Path, api: FakeAPIServer) -> None:
+    api.approve = False
+    r = join(root, *flags(cluster, api), timeout=4)
+    assert r.returncode == 1
+    assert "waiting for approval of CSR node-csr-" in r.stderr and "kubectl certificate approve node-csr-" in r.stderr
+    assert not (root / "etc/kubernetes/kubelet.conf").exists()
+    # Approved later (by hand): the same run resumes with the same key and the same CSR.
+    key_before = (root / "var/lib/kubelet/pki/kubelet-client.key.tmp").read_bytes()
+    api.approve = True
+    r = join(root, *flags(cluster, api))
+    assert r.returncode == 0, r.stdout + r.stderr
+    cert = check_joined(root, cluster, api)
+    assert cert.public_key().public_numbers() == pki.load_key(key_before).public_key().public_numbers()
+
+
+# --- crashes: kill the runtime inside each phase, run it again ----------------------------------------------
+
+KILL_POINTS = [
+    ("preflight", ("preflight.run_checks", 1, "after")),
+    ("discovery", ("join.write_atomic", 1, "after")),  # bootstrap kubeconfig written, phase not recorded
+    ("tls-bootstrap: key written", ("join.write_atomic", 2, "after")),
+    ("tls-bootstrap: CSR created", ("api.call", 3, "after")),
+    ("tls-bootstrap: certificate saved", ("join.write_atomic", 3, "after")),
+    ("tls-bootstrap: kubelet.conf written", ("join.write_atomic", 5, "after")),
+    ("kubelet-config", ("kubelet.write_atomic", 1, "after")),
+    ("kubelet-start", ("kubelet.start_phase", 1, "before")),
+]
+
+
+@pytest.mark.parametrize("where,kill", KILL_POINTS, ids=[k[0] for k in KILL_POINTS])
+def test_killed_in_a_phase_then_rerun(
+    root: Path, cluster: Path, api: FakeAPIServer, where: str, kill: tuple[str, int, str]
+) -> None:
+    r = join(root, *flags(cluster, api), kill=kill)
+    assert r.returncode == -9, f"{where}: the kill point was not reached\n{r.stdout}{r.stderr}"
+    keyfile = root / "var/lib/kubelet/pki/kubelet-client.key.tmp"
+    key_at_crash = keyfile.read_bytes() if keyfile.exists() else None
+    r = join(root, *flags(cluster, api))
+    assert r.returncode == 0, r.stdout + r.stderr
+    cert = check_joined(root, cluster, api)
+    if key_at_crash:  # the key made before the crash is the key that got certified: none made twice
+        assert cert.public_key().public_numbers() == pki.load_key(key_at_crash).public_key().public_numbers()
+    assert len(api.csrs) == 1
+
+
+def _get_cluster_info(api: FakeAPIServer) -> str:
+    import ssl
+    import urllib.request
+
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    url = f"https://{api.endpoint}/api/v1/namespaces/kube-public/configmaps/cluster-info"
+    with urllib.request.urlopen(url, context=ctx, timeout=10) as response:
+        return response.read().decode()
