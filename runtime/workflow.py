@@ -82,9 +82,15 @@ def load_state(ctx: Context) -> Dict[str, Any]:
 def _log(ctx: Context, record: Dict[str, Any]) -> None:
     path = ctx.path(LOG_PATH)
     os.makedirs(os.path.dirname(path), exist_ok=True)
+    line = json.dumps(record, sort_keys=True)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     with os.fdopen(fd, "a") as f:
-        f.write(json.dumps(record, sort_keys=True) + "\n")
+        f.write(line + "\n")
+    if not ctx.root:  # the same line to the journal (syslog), for first-boot debugging: journalctl -t kubeseed
+        import syslog
+
+        syslog.openlog("kubeseed")
+        syslog.syslog(line)
 
 
 def _mark(ok: bool, out: Any) -> str:

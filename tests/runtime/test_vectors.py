@@ -7,8 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
 
-from kubeseed.runtime.tokens import TOKEN_ID_RE, ca_pin, parse_pin, parse_token
+from kubeseed.runtime.join import csr_name
+from kubeseed.runtime.tokens import TOKEN_ID_RE, ca_pin, detached_jws, parse_pin, parse_token
 
 VECTORS = Path(__file__).resolve().parents[3] / "shared" / "protocol" / "vectors"
 
@@ -65,3 +69,26 @@ def test_malformed_pin_rejected_with_kubeadm_message(case: dict[str, Any]) -> No
     with pytest.raises(ValueError) as err:
         parse_pin(case["pin"])
     assert str(err.value) == case["error"]
+
+
+JWS = load("jws_detached_signatures")
+CSRS = load("csr_node_client")
+
+
+@pytest.mark.parametrize("case", JWS["cases"], ids=lambda c: c["name"])
+def test_detached_jws(case: dict[str, Any]) -> None:
+    """The runtime verifies cluster-info by recomputing kubeadm's detached JWS and comparing strings."""
+    computed = detached_jws(case["token_id"], case["token_secret"], case["payload"])
+    assert (computed == case["detached_jws"]) == case["expect_valid"]
+
+
+@pytest.mark.parametrize(
+    "case", [c for c in CSRS["cases"] if c.get("valid") and "name" in c["object"]["metadata"]], ids=lambda c: c["name"]
+)
+def test_csr_name_is_the_kubelets(case: dict[str, Any]) -> None:
+    csr = x509.load_pem_x509_csr(case["csr_pem"].encode())
+    subject = csr.subject
+    cn = subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    orgs = [a.value for a in subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)]
+    spki = csr.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    assert csr_name(spki, cn, orgs, case["object"]["spec"]["usages"]) == case["object"]["metadata"]["name"]
