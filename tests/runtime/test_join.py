@@ -25,7 +25,8 @@ from kubeseed.generator.zipapp import build_zipapp
 from kubeseed.runtime import pki
 from kubeseed.runtime.tokens import ca_pin
 from tests.apiserver import FakeAPIServer
-from tests.helpers import cloud_init_files, kubeseed
+from tests.clientcert_server import kubectl, serve
+from tests.helpers import cloud_init_files, ignition_files, kubeseed
 
 KILLER = Path(__file__).with_name("killer.py")
 NODE = "worker-1"
@@ -199,14 +200,17 @@ def test_join_with_flags_end_to_end(root: Path, cluster: Path, api: FakeAPIServe
     assert len(api.requests) == before
 
 
-def test_rendered_node_payload_joins(tmp_path: Path, cluster: Path, api: FakeAPIServer) -> None:
-    """The generator's payload and the runtime meet: render, materialize as cloud-init would, run the hook."""
+@pytest.mark.parametrize("fmt", ["cloud-init", "ignition"])
+def test_rendered_node_payload_joins(tmp_path: Path, cluster: Path, api: FakeAPIServer, fmt: str) -> None:
+    """The generator's payload and the runtime meet: render, lay the files out as cloud-init or Ignition would
+    (the consumer tests show they do), run the first-boot hook's command under --root."""
     cfg = cluster / "cluster.yaml"
     cfg.write_text(cfg.read_text().replace("10.0.0.10:6443", api.endpoint))
-    r = kubeseed("render", "node", "demo", "--hostname", NODE, "-o", "node.yaml", cwd=cluster.parent)
+    r = kubeseed("render", "node", "demo", "--format", fmt, "--hostname", NODE, "-o", "node", cwd=cluster.parent)
     assert r.returncode == 0, r.stderr
     root = tmp_path / "machine"
-    for path, (content, mode) in cloud_init_files((cluster.parent / "node.yaml").read_bytes()).items():
+    decode = cloud_init_files if fmt == "cloud-init" else ignition_files
+    for path, (content, mode) in decode((cluster.parent / "node").read_bytes()).items():
         dst = root / path.lstrip("/")
         dst.parent.mkdir(parents=True, exist_ok=True)
         dst.write_bytes(content)
@@ -414,3 +418,17 @@ def _get_cluster_info(api: FakeAPIServer) -> str:
     url = f"https://{api.endpoint}/api/v1/namespaces/kube-public/configmaps/cluster-info"
     with urllib.request.urlopen(url, context=ctx, timeout=10) as response:
         return response.read().decode()
+
+
+def test_kubelet_conf_works_for_a_real_client(root: Path, cluster: Path, api: FakeAPIServer, tmp_path: Path) -> None:
+    """kubectl (the kubelet's client library's sibling) loads the joined node's kubelet.conf, presents the
+    issued certificate and verifies the server by the discovered CA; the server sees the node's identity."""
+    r = join(root, *flags(cluster, api))
+    assert r.returncode == 0, r.stdout + r.stderr
+    conf = (root / "etc/kubernetes/kubelet.conf").read_text()
+    local = tmp_path / "kubelet.conf"  # the same file with the machine paths moved under --root
+    local.write_text(conf.replace("/var/lib/kubelet/", f"{root}/var/lib/kubelet/"))
+    for url, seen in serve(cluster, tmp_path):
+        r = kubectl("--kubeconfig", str(local), "--server", url, "get", "--raw", "/version")
+        assert r.returncode == 0, r.stderr
+        assert seen == [{"path": "/version", "cn": f"system:node:{NODE}", "orgs": ["system:nodes"]}]
