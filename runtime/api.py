@@ -22,20 +22,30 @@ class Untrusted(Exception):
 
 
 def call(
-    url: str, ca: Optional[bytes], token: str = "", method: str = "GET", body: Any = None, timeout: float = 10
+    url: str,
+    ca: Optional[bytes],
+    token: str = "",
+    method: str = "GET",
+    body: Any = None,
+    timeout: float = 10,
+    cert: Optional[Tuple[str, str]] = None,
+    content_type: str = "application/json",
 ) -> Tuple[int, Any]:
-    """(HTTP status, decoded JSON body). ``ca`` None means TLS without verification (discovery's first fetch)."""
+    """(HTTP status, decoded JSON body). ``ca`` None means TLS without verification (discovery's first fetch);
+    ``cert`` is a (certificate file, key file) pair for client-certificate authentication."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     if ca is None:
         ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
     else:
         ctx.load_verify_locations(cadata=ca.decode())
+    if cert:
+        ctx.load_cert_chain(*cert)
     headers = {"Accept": "application/json"}
     if token:
         headers["Authorization"] = "Bearer " + token
     data = None
     if body is not None:
-        data, headers["Content-Type"] = json.dumps(body).encode(), "application/json"
+        data, headers["Content-Type"] = json.dumps(body).encode(), content_type
     req = urllib.request.Request(url, data, headers, method=method)
     try:
         with urllib.request.urlopen(req, timeout=timeout, context=ctx) as r:
@@ -51,7 +61,7 @@ def call(
     try:
         return status, json.loads(raw or b"{}")
     except ValueError:
-        return status, {"message": raw[:200].decode(errors="replace")}
+        return status, {"message": raw[:200].decode(errors="replace").strip()}
 
 
 def wait(ctx: Context, what: str, attempt: Callable[[], Any], first: float = 0.5, most: float = 5.0) -> Any:

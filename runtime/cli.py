@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import sys
 from collections.abc import Sequence
+from importlib import import_module
 from typing import Any, Dict, List, Optional
 
 from .config import (
@@ -24,23 +26,22 @@ from .workflow import Context, Phase, PhaseError, run, status
 
 VERSION = "0.1.0"
 ACTIONS = {"init": "master", "join": "node"}
+ROLE_MODULE = {"init": "master", "join": "join"}
 
 
 def phases(command: str) -> List[Phase]:
-    """The ordered phases of ``init`` (master) and ``join`` (node)."""
+    """The ordered phases of ``init`` (master) and ``join`` (node); each role's payload carries only its own."""
     from . import preflight
 
-    steps = [Phase("preflight", "Running pre-flight checks", preflight.phase)]
-    if command == "join":
-        from . import join, kubelet
-
-        steps += [
-            Phase("discovery", "Discovering the cluster", join.discovery),
-            Phase("tls-bootstrap", "Bootstrapping certificates", join.tls_bootstrap),
-            Phase("kubelet-config", "Writing the kubelet configuration", kubelet.config_phase),
-            Phase("kubelet-start", "Starting the kubelet", kubelet.start_phase),
-        ]
-    return steps
+    module = f"{__package__}.{ROLE_MODULE[command]}"
+    try:
+        steps = import_module(module).phases()
+    except ModuleNotFoundError as e:
+        if e.name != module:
+            raise
+        role = ACTIONS[command]
+        raise ConfigError(command, f"this runtime was built for the other role; render the {role} payload") from None
+    return [Phase("preflight", "Running pre-flight checks", preflight.phase)] + steps
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -67,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
         g.add_argument("--phase", metavar="NAME", help="run only this phase (again)")
         g.add_argument("--skip-phases", default="", metavar="NAME,...", help="skip these phases")
         c.add_argument("--timeout", type=float, default=300, metavar="SECONDS", help="bound the whole run (300)")
+        if cmd == "init":
+            c.add_argument("--advertise-address", default="", metavar="IP", help="the API server's address here")
         if cmd == "join":
             c.add_argument("endpoint", nargs="?", metavar="ENDPOINT", help="API server host:port (default: config)")
             c.add_argument("--token", help="bootstrap token ID.SECRET (default: from the node config)")
@@ -154,7 +157,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         timeout = getattr(args, "timeout", 300)
         if timeout <= 0:
             raise ConfigError("--timeout", f"must be a positive number of seconds, not {timeout:g}")
-        ctx = Context(args.command, cfg, args.root, args.node_name, ignore, timeout=timeout)
+        advertise = getattr(args, "advertise_address", "")
+        if advertise:
+            try:
+                ipaddress.ip_address(advertise)
+            except ValueError:
+                raise ConfigError("--advertise-address", f'"{advertise}" is not an IP address') from None
+        ctx = Context(
+            args.command, cfg, args.root, args.node_name, ignore, timeout=timeout, advertise_address=advertise
+        )
         if args.command == "preflight":
             from . import preflight
 
@@ -180,13 +191,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 )
         code = run(ctx, phases(args.command), args.phase or "", frozenset(chosen if not args.phase else ()))
         if code == 0 and args.command == "join" and not args.phase:
-            ctx.say(
-                "\nThis node has joined the cluster:\n* Certificate signing request was sent to apiserver and a "
-                "response was received.\n* The Kubelet was informed of the new secure connection details.\n\n"
-                "Run 'kubectl get nodes' on the control-plane to see this node join the cluster."
-            )
-        elif code == 0:
-            ctx.say(f"[{args.command}] finished the phases this runtime has: {', '.join(names)}")
+            from .join import joined
+
+            ctx.say(joined())
         return code
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)

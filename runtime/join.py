@@ -7,11 +7,12 @@ import datetime
 import hashlib
 import os
 import re
-from typing import Any, List, Tuple
+from typing import Any, List
 
 from . import api
+from .kubeconfig import b64, kubeconfig, read_kubeconfig
 from .tokens import b64url, ca_pin, detached_jws, parse_token
-from .workflow import Context, PhaseError, write_atomic
+from .workflow import Context, Phase, PhaseError, write_atomic
 
 CLUSTER_INFO = "/api/v1/namespaces/kube-public/configmaps/cluster-info"
 CSRS = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
@@ -24,38 +25,22 @@ CURRENT = PKI_DIR + "/kubelet-client-current.pem"
 KUBELET_SIGNER = "kubernetes.io/kube-apiserver-client-kubelet"
 
 
-def kubeconfig(server: str, ca: bytes, user: str, creds: dict, cluster: str, context: str) -> str:
-    import yaml
+def phases() -> List[Phase]:
+    from . import kubelet
 
-    return yaml.safe_dump(
-        {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [{"name": cluster, "cluster": {"server": server, "certificate-authority-data": _b64(ca)}}],
-            "contexts": [{"name": context, "context": {"cluster": cluster, "user": user}}],
-            "current-context": context,
-            "preferences": {},
-            "users": [{"name": user, "user": creds}],
-        },
-        sort_keys=False,
+    return [
+        Phase("discovery", "Discovering the cluster", discovery),
+        Phase("tls-bootstrap", "Bootstrapping certificates", tls_bootstrap),
+        Phase("kubelet-config", "Writing the kubelet configuration", kubelet.config_phase),
+        Phase("kubelet-start", "Starting the kubelet", kubelet.start_phase),
+    ]
+
+
+def joined() -> str:
+    return (
+        "\nThis node has joined the cluster: its kubelet has a client certificate signed by the cluster CA.\n"
+        "Run 'kubectl get nodes' on the control plane to see it."
     )
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def read_kubeconfig(text: str, where: str) -> Tuple[str, bytes, dict]:
-    """(server, CA PEM bytes, user credentials) of a kubeconfig's first cluster and user."""
-    import yaml
-
-    try:
-        doc = yaml.safe_load(text)
-        cluster = doc["clusters"][0]["cluster"]
-        users = doc.get("users") or [{}]
-        return cluster["server"], base64.b64decode(cluster["certificate-authority-data"]), users[0].get("user", {})
-    except (ValueError, LookupError, TypeError, AttributeError, yaml.YAMLError) as e:
-        raise PhaseError(f"{where} is not a usable kubeconfig ({type(e).__name__}: {e})") from None
 
 
 def discovery(ctx: Context) -> None:
@@ -95,10 +80,7 @@ def discovery(ctx: Context) -> None:
     data = fetch(None)
     config = data["kubeconfig"]
     if data[key] != detached_jws(token_id, secret, config):
-        raise PhaseError(
-            "failed to verify JWS signature of received cluster info object, can't trust this API Server "
-            f"(is the token {token_id}.<secret> the one this cluster issued?)"
-        )
+        raise PhaseError("failed to verify JWS signature of received cluster info object, can't trust this API Server")
     server, ca, _ = read_kubeconfig(config, "cluster-info's kubeconfig")
     if d.ca_cert_hashes:
         found = [ca_pin(c) for c in _pem_blocks(ca)]
@@ -174,7 +156,7 @@ def tls_bootstrap(ctx: Context) -> None:
         "kind": "CertificateSigningRequest",
         "metadata": {"name": name},
         "spec": {
-            "request": _b64(csr.public_bytes(serialization.Encoding.PEM)),
+            "request": b64(csr.public_bytes(serialization.Encoding.PEM)),
             "signerName": KUBELET_SIGNER,
             "usages": usages,
         },

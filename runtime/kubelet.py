@@ -60,6 +60,12 @@ def config_phase(ctx: Context) -> None:
     write_atomic(ctx.path(DROP_IN), DROP_IN_TEXT, 0o644)
 
 
+def master_phase(ctx: Context) -> None:
+    """init's kubelet-start: the same configuration as a node's, then start it (it runs the static pods)."""
+    config_phase(ctx)
+    start_phase(ctx)
+
+
 def _systemctl(*args: str) -> subprocess.CompletedProcess:
     try:
         return subprocess.run(("systemctl",) + args, capture_output=True, text=True, timeout=60)

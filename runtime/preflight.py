@@ -206,17 +206,6 @@ def _hostname(node_name: str) -> Callable[[Env], Result]:
     return check
 
 
-def _cpus(env: Env) -> Result:
-    n = env.cpus()
-    return [("error", f"the number of available CPUs {n} is less than the required 2")] if n < 2 else []
-
-
-def _memory(env: Env) -> Result:
-    m = re.search(r"MemTotal:\s+(\d+) kB", env.read("/proc/meminfo") or "")
-    mb = int(m.group(1)) // 1024 if m else 0
-    return [("error", f"the system RAM ({mb} MB) is less than the minimum 1700 MB")] if mb < 1700 else []
-
-
 def checks(role: str, minor: int, endpoint: str, node_name: str) -> List[Check]:
     """The checks for ``role`` on Kubernetes v1.``minor`` (the required binaries changed from 1.30 to 1.33)."""
     cs: List[Check] = [
@@ -235,12 +224,10 @@ def checks(role: str, minor: int, endpoint: str, node_name: str) -> List[Check]:
     cs += [_binary(*b) for b in binaries]
     cs += [("Swap", _swap), ("FileContent--proc-sys-net-ipv4-ip_forward", _ip_forward), ("KernelModules", _modules)]
     cs += [("Hostname", _hostname(node_name)), _port(10250)]
-    if role == "master":
-        cs += [("NumCPU", _cpus), ("Mem", _memory)] + [_port(p) for p in (6443, 10259, 10257, 2379, 2380)]
-        cs += [
-            _file_available(f"/etc/kubernetes/manifests/{c}.yaml")
-            for c in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd")
-        ] + [_dir_available("/var/lib/etcd")]
+    if role == "master":  # only the master's runtime carries these
+        from .master import preflight_checks
+
+        cs += preflight_checks()
     else:
         cs += [_dir_available("/etc/kubernetes/manifests")]
         cs += [
@@ -252,10 +239,7 @@ def checks(role: str, minor: int, endpoint: str, node_name: str) -> List[Check]:
 def run_checks(ctx: Context, cs: List[Check], env: Env) -> None:
     """Print kubeadm-style lines; raise PhaseError when an error is not ignored."""
     if env.root:
-        ctx.say(
-            f"\t[INFO] --root {env.root}: files and binaries are looked up there; kernel, port and CPU checks "
-            "see the running kernel"
-        )
+        ctx.say(f"\t[INFO] --root {env.root}: binaries and files are looked up there, kernel and ports here")
     errors: List[str] = []
     ignore = ctx.ignore_errors
     for name, check in cs:

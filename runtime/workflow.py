@@ -26,11 +26,13 @@ class Context:
         ignore_errors: frozenset = frozenset(),
         out: Any = None,
         timeout: float = 300,
+        advertise_address: str = "",
     ) -> None:
         self.command, self.config, self.root, self.node_name = command, config, root, node_name
         self.ignore_errors = ignore_errors
         self.out = out or sys.stdout
         self.timeout, self.deadline = timeout, time.monotonic() + timeout
+        self.advertise_address = advertise_address
 
     def path(self, p: str) -> str:
         """``p`` on the machine, or inside ``--root``."""

@@ -1,0 +1,258 @@
+"""Static pod manifests for etcd and the control plane, with kubeadm's flags, probes and host paths."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Tuple
+
+from .master import advertise_address
+from .workflow import Context, write_atomic
+
+MANIFESTS = "/etc/kubernetes/manifests"
+P = "/etc/kubernetes/pki/"
+# kubeadm's image tags per Kubernetes minor (constants.go: SupportedEtcdVersion; CoreDNS per release).
+ETCD = {30: "3.5.15-0", 31: "3.5.24-0", 32: "3.5.24-0", 33: "3.5.24-0", 34: "3.6.5-0", 35: "3.6.5-0", 36: "3.6.5-0"}
+COREDNS = {30: "v1.11.1", 31: "v1.11.3", 32: "v1.11.3", 33: "v1.12.0", 34: "v1.12.1", 35: "v1.12.1", 36: "v1.12.1"}
+CA_DIRS = [  # the host's CA bundles, mounted read-only as kubeadm does
+    ("ca-certs", "/etc/ssl/certs"),
+    ("etc-ca-certificates", "/etc/ca-certificates"),
+    ("usr-local-share-ca-certificates", "/usr/local/share/ca-certificates"),
+    ("usr-share-ca-certificates", "/usr/share/ca-certificates"),
+]
+
+
+def url(ip: str, port: int) -> str:
+    return f"https://[{ip}]:{port}" if ":" in ip else f"https://{ip}:{port}"
+
+
+def _probe(host: str, path: str, port: int, scheme: str, failures: int, period: int = 10, delay: int = 10) -> dict:
+    probe = {
+        "failureThreshold": failures,
+        "httpGet": {"host": host, "path": path, "port": port, "scheme": scheme},
+        "periodSeconds": period,
+        "timeoutSeconds": 15,
+    }
+    if delay:
+        probe["initialDelaySeconds"] = delay
+    return probe
+
+
+def static_pod(
+    ctx: Context,
+    name: str,
+    flags: Dict[str, str],
+    image: str,
+    probes: Tuple[dict, dict, dict],
+    cpu: str,
+    mounts: List[Tuple[str, str, str, bool]],  # (volume, host path = mount path, hostPath type, read-only)
+    annotations: Dict[str, str],
+    memory: str = "",
+) -> dict:
+    """A control-plane static pod: command = the binary and its flags sorted by name, host network, critical."""
+    live, ready, startup = probes
+    container: Dict[str, Any] = {
+        "command": [name] + [f"--{k}={v}" for k, v in sorted(flags.items())],
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "livenessProbe": live,
+        "name": name,
+        "resources": {"requests": dict({"cpu": cpu}, **({"memory": memory} if memory else {}))},
+        "startupProbe": startup,
+        "volumeMounts": [
+            dict({"mountPath": path, "name": vol}, **({"readOnly": True} if ro else {})) for vol, path, _, ro in mounts
+        ],
+    }
+    if ready:
+        container["readinessProbe"] = ready
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "annotations": annotations,
+            "labels": {"component": name, "tier": "control-plane"},
+            "name": name,
+            "namespace": "kube-system",
+        },
+        "spec": {
+            "containers": [container],
+            "hostNetwork": True,
+            "priority": 2000001000,
+            "priorityClassName": "system-node-critical",
+            "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+            "volumes": [{"hostPath": {"path": path, "type": kind}, "name": vol} for vol, path, kind, _ in mounts],
+        },
+        "status": {},
+    }
+
+
+def _write(ctx: Context, pod: dict) -> None:
+    import yaml
+
+    write_atomic(ctx.path(f"{MANIFESTS}/{pod['metadata']['name']}.yaml"), yaml.safe_dump(pod), 0o600)
+
+
+def _image(ctx: Context, name: str, tag: str) -> str:
+    assert ctx.config is not None
+    return f"{ctx.config.image_repository}/{name}:{tag}"
+
+
+def etcd_pod(ctx: Context) -> dict:
+    assert ctx.config is not None
+    ip, node, minor = advertise_address(ctx), ctx.name(), ctx.config.minor
+    tag = ETCD[minor]
+    flags = {
+        "advertise-client-urls": url(ip, 2379),
+        "cert-file": P + "etcd/server.crt",
+        "client-cert-auth": "true",
+        "data-dir": "/var/lib/etcd",
+        "initial-advertise-peer-urls": url(ip, 2380),
+        "initial-cluster": f"{node}={url(ip, 2380)}",
+        "key-file": P + "etcd/server.key",
+        "listen-client-urls": f"{url('127.0.0.1', 2379)},{url(ip, 2379)}",
+        "listen-metrics-urls": "http://127.0.0.1:2381",
+        "listen-peer-urls": url(ip, 2380),
+        "name": node,
+        "peer-cert-file": P + "etcd/peer.crt",
+        "peer-client-cert-auth": "true",
+        "peer-key-file": P + "etcd/peer.key",
+        "peer-trusted-ca-file": P + "etcd/ca.crt",
+        "snapshot-count": "10000",
+        "trusted-ca-file": P + "etcd/ca.crt",
+    }
+    if tag.startswith("3.6"):
+        flags.update({"feature-gates": "InitialCorruptCheck=true", "watch-progress-notify-interval": "5s"})
+        live = _probe("127.0.0.1", "/livez", 2381, "HTTP", 8)
+        ready, startup = (
+            _probe("127.0.0.1", "/readyz", 2381, "HTTP", 3, 1, 0),
+            _probe("127.0.0.1", "/readyz", 2381, "HTTP", 24),
+        )
+    else:
+        flags.update(
+            {"experimental-initial-corrupt-check": "true", "experimental-watch-progress-notify-interval": "5s"}
+        )
+        live = _probe("127.0.0.1", "/health?exclude=NOSPACE&serializable=true", 2381, "HTTP", 8)
+        ready, startup = {}, _probe("127.0.0.1", "/health?serializable=false", 2381, "HTTP", 24)
+    mounts = [
+        ("etcd-certs", P + "etcd", "DirectoryOrCreate", False),
+        ("etcd-data", "/var/lib/etcd", "DirectoryOrCreate", False),
+    ]
+    annotations = {"kubeadm.kubernetes.io/etcd.advertise-client-urls": url(ip, 2379)}
+    return static_pod(
+        ctx, "etcd", flags, _image(ctx, "etcd", tag), (live, ready, startup), "100m", mounts, annotations, "100Mi"
+    )
+
+
+def control_plane_pods(ctx: Context) -> List[dict]:
+    cfg = ctx.config
+    assert cfg is not None
+    ip, version = advertise_address(ctx), cfg.kubernetes_version
+    net = cfg.networking
+    ca_mounts = [(vol, path, "DirectoryOrCreate", True) for vol, path in CA_DIRS]
+    pki_mount = [("k8s-certs", P.rstrip("/"), "DirectoryOrCreate", True)]
+    api_flags = {
+        "advertise-address": ip,
+        "allow-privileged": "true",
+        "authorization-mode": "Node,RBAC",
+        "client-ca-file": P + "ca.crt",
+        "enable-admission-plugins": "NodeRestriction",
+        "enable-bootstrap-token-auth": "true",
+        "etcd-cafile": P + "etcd/ca.crt",
+        "etcd-certfile": P + "apiserver-etcd-client.crt",
+        "etcd-keyfile": P + "apiserver-etcd-client.key",
+        "etcd-servers": "https://[::1]:2379" if ":" in ip else "https://127.0.0.1:2379",
+        "kubelet-client-certificate": P + "apiserver-kubelet-client.crt",
+        "kubelet-client-key": P + "apiserver-kubelet-client.key",
+        "kubelet-preferred-address-types": "InternalIP,ExternalIP,Hostname",
+        "proxy-client-cert-file": P + "front-proxy-client.crt",
+        "proxy-client-key-file": P + "front-proxy-client.key",
+        "requestheader-allowed-names": "front-proxy-client",
+        "requestheader-client-ca-file": P + "front-proxy-ca.crt",
+        "requestheader-extra-headers-prefix": "X-Remote-Extra-",
+        "requestheader-group-headers": "X-Remote-Group",
+        "requestheader-username-headers": "X-Remote-User",
+        "secure-port": "6443",
+        "service-account-issuer": f"https://kubernetes.default.svc.{net.dns_domain}",
+        "service-account-key-file": P + "sa.pub",
+        "service-account-signing-key-file": P + "sa.key",
+        "service-cluster-ip-range": net.service_subnet,
+        "tls-cert-file": P + "apiserver.crt",
+        "tls-private-key-file": P + "apiserver.key",
+    }
+    api_probes = (
+        _probe(ip, "/livez", 6443, "HTTPS", 8),
+        _probe(ip, "/readyz", 6443, "HTTPS", 3, 1, 0),
+        _probe(ip, "/livez", 6443, "HTTPS", 24),
+    )
+    apiserver = static_pod(
+        ctx,
+        "kube-apiserver",
+        api_flags,
+        _image(ctx, "kube-apiserver", version),
+        api_probes,
+        "250m",
+        ca_mounts + pki_mount,
+        {"kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint": f"{ip}:6443"},
+    )
+    cm_conf = "/etc/kubernetes/controller-manager.conf"
+    cm_flags = {
+        "allocate-node-cidrs": "true",
+        "authentication-kubeconfig": cm_conf,
+        "authorization-kubeconfig": cm_conf,
+        "bind-address": "127.0.0.1",
+        "client-ca-file": P + "ca.crt",
+        "cluster-cidr": net.pod_subnet,
+        "cluster-name": "kubernetes",
+        "cluster-signing-cert-file": P + "ca.crt",
+        "cluster-signing-key-file": P + "ca.key",
+        "controllers": "*,bootstrapsigner,tokencleaner",
+        "kubeconfig": cm_conf,
+        "leader-elect": "true",
+        "requestheader-client-ca-file": P + "front-proxy-ca.crt",
+        "root-ca-file": P + "ca.crt",
+        "service-account-private-key-file": P + "sa.key",
+        "service-cluster-ip-range": net.service_subnet,
+        "use-service-account-credentials": "true",
+    }
+    cm_probe = _probe("127.0.0.1", "/healthz", 10257, "HTTPS", 8)
+    flex = [("flexvolume-dir", "/usr/libexec/kubernetes/kubelet-plugins/volume/exec", "DirectoryOrCreate", False)]
+    manager = static_pod(
+        ctx,
+        "kube-controller-manager",
+        cm_flags,
+        _image(ctx, "kube-controller-manager", version),
+        (cm_probe, {}, _probe("127.0.0.1", "/healthz", 10257, "HTTPS", 24)),
+        "200m",
+        ca_mounts + flex + pki_mount + [("kubeconfig", cm_conf, "FileOrCreate", True)],
+        {},
+    )
+    sched_conf = "/etc/kubernetes/scheduler.conf"
+    sched_flags = {
+        "authentication-kubeconfig": sched_conf,
+        "authorization-kubeconfig": sched_conf,
+        "bind-address": "127.0.0.1",
+        "kubeconfig": sched_conf,
+        "leader-elect": "true",
+    }
+    scheduler = static_pod(
+        ctx,
+        "kube-scheduler",
+        sched_flags,
+        _image(ctx, "kube-scheduler", version),
+        (
+            _probe("127.0.0.1", "/livez", 10259, "HTTPS", 8),
+            _probe("127.0.0.1", "/readyz", 10259, "HTTPS", 3, 1, 0),
+            _probe("127.0.0.1", "/livez", 10259, "HTTPS", 24),
+        ),
+        "100m",
+        [("kubeconfig", sched_conf, "FileOrCreate", True)],
+        {},
+    )
+    return [apiserver, manager, scheduler]
+
+
+def etcd_phase(ctx: Context) -> None:
+    _write(ctx, etcd_pod(ctx))
+
+
+def control_plane_phase(ctx: Context) -> None:
+    for pod in control_plane_pods(ctx):
+        _write(ctx, pod)
