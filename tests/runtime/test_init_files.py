@@ -427,3 +427,34 @@ def test_bad_advertise_address(tmp_path: Path) -> None:
     )
     assert r.returncode == 2 and '--advertise-address: "10.0.0.300" is not an IP address' in r.stderr
     assert ipaddress.ip_address(ADVERTISE).is_loopback
+
+
+def test_images_come_from_the_configured_registry(tmp_path: Path) -> None:
+    """Air-gapped clusters point imageRepository at their mirror; every image follows it."""
+    r = kubeseed("cluster", "create", "demo", "--endpoint", "10.0.0.10:6443", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    cfg = tmp_path / "demo/cluster.yaml"
+    text = cfg.read_text()
+    assert "imageRepository: registry.k8s.io" in text
+    cfg.write_text(text.replace("imageRepository: registry.k8s.io", "imageRepository: mirror.example:5000/k8s"))
+    r = kubeseed("render", "master", "demo", "--hostname", MASTER, "-o", "master.yaml", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    from tests.helpers import cloud_init_files
+
+    root = tmp_path / "machine"
+    for path, (content, mode) in cloud_init_files((tmp_path / "master.yaml").read_bytes()).items():
+        dst = root / path.lstrip("/")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_bytes(content)
+        dst.chmod(mode)
+    assert init(root, "--skip-phases", API_PHASES).returncode == 0
+    images = {
+        manifest(root, n)["spec"]["containers"][0]["image"]
+        for n in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+    }
+    assert images == {
+        "mirror.example:5000/k8s/etcd:3.6.5-0",
+        "mirror.example:5000/k8s/kube-apiserver:v1.35.5",
+        "mirror.example:5000/k8s/kube-controller-manager:v1.35.5",
+        "mirror.example:5000/k8s/kube-scheduler:v1.35.5",
+    }
