@@ -225,8 +225,10 @@ def checks(role: str, minor: int, endpoint: str, node_name: str) -> List[Check]:
     cs += [("Swap", _swap), ("FileContent--proc-sys-net-ipv4-ip_forward", _ip_forward), ("KernelModules", _modules)]
     cs += [("Hostname", _hostname(node_name)), _port(10250)]
     if role == "master":  # only the master's runtime carries these
-        from .master import preflight_checks
-
+        try:
+            from .master import preflight_checks
+        except ImportError:
+            raise PhaseError("this runtime was built for nodes: the master's checks come with its payload") from None
         cs += preflight_checks()
     else:
         cs += [_dir_available("/etc/kubernetes/manifests")]
