@@ -20,7 +20,7 @@ from .errors import UserError
 from .fsutil import atomic_write
 from .model import DEFAULT_VERSION, KEY_ALGORITHMS, default_cluster_text, parse_cluster, split_endpoint
 from .passwords import hash_password
-from .plan import ROLES, build_plan
+from .plan import ROLES, RUNTIMES, build_plan
 from .platforms import PLATFORMS, check_size
 from .render import FORMATS, gzip_bytes, render
 from .secrets import generate_secrets, load, load_secrets, write_cluster_dir
@@ -102,7 +102,7 @@ def cmd_render(args: argparse.Namespace) -> int:
             raise UserError(f'--hostname: "{args.hostname}" must be a lower-case DNS name')
     if args.gzip and args.format != "cloud-init":
         raise UserError("--gzip applies to cloud-init user-data; Ignition configs already gzip every file")
-    plan = build_plan(cluster, secrets, args.role, args.hostname, args.token)
+    plan = build_plan(cluster, secrets, args.role, args.hostname, args.token, runtime=args.runtime)
     data = render(plan, args.format)
     if args.gzip:
         data = gzip_bytes(data)
@@ -284,6 +284,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse payloads over this platform's user-data limit",
     )
     r.add_argument("--token", help="bootstrap token id a node payload carries (default: the newest usable one)")
+    r.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default="embedded",
+        help="preinstalled: leave the runtime out (a kubeseed golden image has it); default embedded",
+    )
     r.set_defaults(func=cmd_render)
 
     t = sub.add_parser("token", help="manage bootstrap tokens (like kubeadm token)")

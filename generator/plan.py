@@ -20,6 +20,7 @@ from .tokens import BootstrapToken, find_token, now_utc
 from .zipapp import build_zipapp
 
 ROLES = ("master", "node")
+RUNTIMES = ("embedded", "preinstalled")
 ACTIONS = {"master": "init", "node": "join"}
 ADDON_DIR = "/etc/kubeseed/addons"
 
@@ -117,15 +118,16 @@ def build_plan(
     hostname: str | None = None,
     token_id: str | None = None,
     now: datetime.datetime | None = None,
+    runtime: str = "embedded",
 ) -> NodePlan:
+    """``runtime="preinstalled"`` leaves the runtime out: a golden image has it at RUNTIME_PATH already."""
     if role not in ROLES:
         raise UserError(f'role "{role}" is not one of {", ".join(ROLES)}')
     doc = node_config(cluster, secrets, role, hostname, token_id, now)
     config_text = yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=1 << 16)
-    files = [
-        PlanFile(RUNTIME_PATH, build_zipapp(role), 0o755),
-        PlanFile(NODE_CONFIG_PATH, config_text.encode(), 0o600),
-    ]
+    files = [PlanFile(NODE_CONFIG_PATH, config_text.encode(), 0o600)]
+    if runtime == "embedded":
+        files.insert(0, PlanFile(RUNTIME_PATH, build_zipapp(role), 0o755))
     if role == "master":
         for i, p in enumerate(cluster.addons):
             files.append(PlanFile(f"{ADDON_DIR}/{i:02d}-{p.name}", p.read_bytes(), 0o600))

@@ -330,3 +330,15 @@ def test_default_node_payload_fits_ec2(cluster: Path) -> None:
     assert b"(fits AWS EC2: 16,384)" in r.stderr
     r = kubeseed_bytes("render", "master", "demo", "--platform", "aws", "--gzip", cwd=cluster.parent)
     assert r.returncode == 2 and b"over the AWS EC2 user-data limit of 16,384 bytes" in r.stderr
+
+
+def test_preinstalled_runtime_payload_is_config_only(cluster: Path) -> None:
+    """For a golden image that has the runtime baked in: the same payload without the zipapp."""
+    full = kubeseed_bytes("render", "node", "demo", cwd=cluster.parent)
+    small = kubeseed_bytes("render", "node", "demo", "--runtime", "preinstalled", cwd=cluster.parent)
+    assert small.returncode == 0, small.stderr
+    files = cloud_init_files(small.stdout)
+    assert set(files) == {"/etc/kubeseed/config.yaml"}
+    assert files["/etc/kubeseed/config.yaml"] == cloud_init_files(full.stdout)["/etc/kubeseed/config.yaml"]
+    assert len(small.stdout) < 2_000 < len(full.stdout)
+    assert yaml.safe_load(small.stdout)["runcmd"] == [["python3", "/opt/kubeseed/kubeseed-runtime.pyz", "join"]]
