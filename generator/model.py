@@ -44,6 +44,7 @@ class LoginUser:
     ssh_authorized_keys: list[str] = field(default_factory=list)
     password_hash: str | None = None
     groups: list[str] = field(default_factory=list)
+    sudo: bool = False  # passwordless sudo (cloud-init `sudo`, a sudoers.d file for Ignition)
 
 
 @dataclass
@@ -267,7 +268,7 @@ def _parse_users(r: _Reader, value: Any) -> list[LoginUser]:
                 "clear-text passwords are not accepted; run `kubeseed hash-password` "
                 "and put its output in passwordHash",
             )
-        u = r.mapping(item, path, {"name", "sshAuthorizedKeys", "passwordHash", "groups"})
+        u = r.mapping(item, path, {"name", "sshAuthorizedKeys", "passwordHash", "groups", "sudo"})
         name = r.string(u, "name", path)
         if not _LINUX_USER.fullmatch(name):
             raise r.fail(f"{path}.name", f'"{name}" is not a valid Linux user name')
@@ -287,8 +288,13 @@ def _parse_users(r: _Reader, value: Any) -> list[LoginUser]:
         for j, g in enumerate(groups):
             if not _LINUX_USER.fullmatch(g):
                 raise r.fail(f"{path}.groups[{j}]", f'"{g}" is not a valid group name')
+        sudo = u.get("sudo", False)
+        if not isinstance(sudo, bool):
+            raise r.fail(f"{path}.sudo", f"must be true or false, found {sudo!r}")
         users.append(
-            LoginUser(name=name, ssh_authorized_keys=[k.strip() for k in keys], password_hash=pw, groups=groups)
+            LoginUser(
+                name=name, ssh_authorized_keys=[k.strip() for k in keys], password_hash=pw, groups=groups, sudo=sudo
+            )
         )
     return users
 

@@ -128,6 +128,10 @@ def build_plan(
     files = [PlanFile(NODE_CONFIG_PATH, config_text.encode(), 0o600)]
     if runtime == "embedded":
         files.insert(0, PlanFile(RUNTIME_PATH, build_zipapp(role), 0o755))
+    for user in cluster.users:  # one format-neutral way for cloud-init and Ignition alike
+        if user.sudo:
+            rule = f"{user.name} ALL=(ALL) NOPASSWD:ALL\n".encode()
+            files.append(PlanFile(f"/etc/sudoers.d/90-kubeseed-{user.name}", rule, 0o440))
     if role == "master":
         for i, p in enumerate(cluster.addons):
             files.append(PlanFile(f"{ADDON_DIR}/{i:02d}-{p.name}", p.read_bytes(), 0o600))

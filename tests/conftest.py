@@ -44,6 +44,7 @@ def full_cluster_template(tmp_path_factory: pytest.TempPathFactory, cluster_temp
         f'    sshAuthorizedKeys: ["{SSH_KEY}"]\n'
         f'    passwordHash: "{hash_password("correct horse")}"\n'
         "    groups: [sudo, adm]\n"
+        "    sudo: true\n"
     )
     assert "users: []\n" in text and "addons: []\n" in text
     cfg.write_text(text.replace("users: []\n", user).replace("addons: []\n", "addons:\n  - addons/ns.yaml\n"))

@@ -83,6 +83,8 @@ def test_cloud_init_write_files_lays_out_the_payload(payloads: dict, role: str, 
         assert b"PRIVATE KEY" in config.read_bytes()
         assert (root / "etc/kubeseed/addons/00-ns.yaml").stat().st_mode & 0o7777 == 0o600
 
+    sudoers = root / "etc/sudoers.d/90-kubeseed-ops"
+    assert sudoers.read_text() == "ops ALL=(ALL) NOPASSWD:ALL\n" and sudoers.stat().st_mode & 0o7777 == 0o440
     action = "join" if role == "node" else "init"
     assert seen["runcmd"] == [["python3", RUNTIME_PATH, action]]
     assert seen["hostname"] == HOSTNAMES[role] and seen["preserve_hostname"] is False

@@ -119,3 +119,5 @@ def test_ignition_files_stage_writes_the_payload(payloads: dict, role: str, open
     assert "ops" in groups["sudo"] and "ops" in groups["adm"]
     keys = "".join(p.read_text() for p in (root / "home/ops/.ssh").rglob("*") if p.is_file())
     assert SSH_KEY in keys
+    sudoers = root / "etc/sudoers.d/90-kubeseed-ops"
+    assert sudoers.read_text() == "ops ALL=(ALL) NOPASSWD:ALL\n" and sudoers.stat().st_mode & 0o7777 == 0o440
