@@ -24,6 +24,7 @@ from .plan import ROLES, RUNTIMES, build_plan
 from .platforms import PLATFORMS, check_size
 from .render import FORMATS, gzip_bytes, render
 from .secrets import generate_secrets, load, load_secrets, write_cluster_dir
+from .seedcli import add_seed_parser
 from .tokens import (
     DEFAULT_TTL,
     find_token,
@@ -327,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--dir", default="kubeseed-demo", help="where to put it (default ./kubeseed-demo)")
     q.add_argument("--endpoint", default="10.0.0.10:6443", help="API endpoint of the demo cluster")
     q.set_defaults(func=cmd_quickstart)
+    add_seed_parser(sub)
     return p
 
 
