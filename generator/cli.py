@@ -18,6 +18,7 @@ from . import __version__
 from .credentials import user_kubeconfig
 from .errors import UserError
 from .fsutil import atomic_write
+from .images import add_parser as add_image_parser
 from .model import DEFAULT_VERSION, KEY_ALGORITHMS, default_cluster_text, parse_cluster, split_endpoint
 from .passwords import hash_password
 from .plan import ROLES, RUNTIMES, build_plan
@@ -329,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--endpoint", default="10.0.0.10:6443", help="API endpoint of the demo cluster")
     q.set_defaults(func=cmd_quickstart)
     add_seed_parser(sub)
+    add_image_parser(sub)
     return p
 
 
