@@ -817,22 +817,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m kubeseed.generator.images build --out images/out/node.img --role node``."""
-    parser = argparse.ArgumentParser(prog="kubeseed image", description="Golden images with the runtime baked in.")
-    _add_actions(parser)
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("interrupted; nothing was written to --out", file=sys.stderr)
-        return 130
-    except OSError as e:
-        where = f"{e.filename}: " if e.filename else ""
-        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
-        return 1
+    """``python -m kubeseed.generator.images build ...`` is ``kubeseed image build ...``."""
+    from .cli import main as kubeseed_main
+
+    return kubeseed_main(["image", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -259,3 +259,10 @@ def check_over_ssh(vm: VM, key: Path, pub: str, ca_pem: bytes) -> None:
     assert "status: done" in ci.stdout, ci.stdout + ci.stderr
     assert json.loads(host.file("/run/cloud-init/result.json").content_string)["v1"]["errors"] == []
     assert host.service("kubelet").is_running
+    # First-boot debugging: the phase lines are in the journal too (JSON, as in the log file) ...
+    journal = host.run("journalctl -t kubeseed -o cat --no-pager")
+    assert [json.loads(line)["phase"] for line in journal.stdout.splitlines()] == PHASES
+    # ... and the progress lines on the serial console, where a cloud's console log shows them.
+    console = vm.console.read_text(errors="replace")
+    assert "[tls-bootstrap] Bootstrapping certificates... [done]" in console
+    assert "[kubelet-start] Starting the kubelet... [done]" in console
