@@ -202,10 +202,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except ImportError as e:
-        print(
-            f"error: Python module {e.name} is missing; install it (e.g. apt-get install python3-{e.name})",
-            file=sys.stderr,
-        )
+        name = e.name or "?"
+        if name.startswith("kubeseed"):  # each role's zipapp carries only its own modules
+            fix = "this runtime was built for the other role: render this machine's payload again"
+        else:
+            fix = f"install it (e.g. apt-get install python3-{name.split('.')[0]})"
+        print(f"error: Python module {name} is missing; {fix}", file=sys.stderr)
         return 1
     except OSError as e:
         print(f"error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
