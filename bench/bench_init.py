@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from kubeseed.generator.model import default_cluster_text  # noqa: E402
 from kubeseed.generator.plan import build_plan  # noqa: E402
 from kubeseed.generator.secrets import generate_secrets, load, write_cluster_dir  # noqa: E402
 from tests.apiserver import FakeAPIServer  # noqa: E402
+from tests.helpers import free_port, lay_out  # noqa: E402
 
 FILE_PHASES = ["preflight", "certs", "kubeconfig", "etcd", "control-plane", "kubelet-start"]
 API_PHASES = [
@@ -38,12 +38,6 @@ API_PHASES = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def one_run(tmp: Path, alg: str, python: str) -> dict[str, float]:
     port = free_port()
     cluster_dir = tmp / "demo"
@@ -51,14 +45,10 @@ def one_run(tmp: Path, alg: str, python: str) -> dict[str, float]:
     write_cluster_dir(cluster_dir, text, generate_secrets(alg))
     cluster, secrets = load(cluster_dir)
     root = tmp / "machine"
-    for f in build_plan(cluster, secrets, "master", "cp-1").files:
-        dst = root / f.path.lstrip("/")
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        dst.write_bytes(f.content)
-        dst.chmod(f.mode)
+    pyz = lay_out({f.path: (f.content, f.mode) for f in build_plan(cluster, secrets, "master", "cp-1").files}, root)
     cmd = [
         python,
-        str(root / "opt/kubeseed/kubeseed-runtime.pyz"),
+        str(pyz),
         "init",
         "--root",
         str(root),

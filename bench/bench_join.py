@@ -27,6 +27,7 @@ from kubeseed.generator.plan import build_plan  # noqa: E402
 from kubeseed.generator.secrets import generate_secrets, load, write_cluster_dir  # noqa: E402
 from kubeseed.generator.tokens import load_tokens  # noqa: E402
 from tests.apiserver import FakeAPIServer  # noqa: E402
+from tests.helpers import lay_out  # noqa: E402
 
 PHASES = ("preflight", "discovery", "tls-bootstrap", "kubelet-config", "kubelet-start")
 
@@ -50,12 +51,8 @@ def main() -> int:
             walls = []
             for i in range(args.runs):
                 root = Path(tmp) / f"machine-{i}"
-                for f in plan.files:
-                    dst = root / f.path.lstrip("/")
-                    dst.parent.mkdir(parents=True, exist_ok=True)
-                    dst.write_bytes(f.content)
-                    dst.chmod(f.mode)
-                cmd = [args.python, str(root / "opt/kubeseed/kubeseed-runtime.pyz"), "join", "--root", str(root)]
+                pyz = lay_out({f.path: (f.content, f.mode) for f in plan.files}, root)
+                cmd = [args.python, str(pyz), "join", "--root", str(root)]
                 t0 = time.perf_counter()
                 r = subprocess.run([*cmd, "--ignore-preflight-errors", "all"], capture_output=True, text=True)
                 walls.append(time.perf_counter() - t0)

@@ -7,6 +7,7 @@ import gzip
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import urllib.parse
@@ -90,3 +91,21 @@ def venv_tool(name: str) -> str | None:
     """A console script installed beside the running interpreter (the venv's kubectl, vermin)."""
     candidate = Path(sys.executable).parent / name
     return str(candidate) if candidate.exists() else None
+
+
+def lay_out(files: dict[str, tuple[bytes, int]], root: Path) -> Path:
+    """Write decoded payload files (path -> (content, mode), as cloud_init_files or ignition_files give them)
+    under ``root``, as the first boot would; returns the runtime zipapp's path there."""
+    for path, (content, mode) in files.items():
+        dst = root / path.lstrip("/")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_bytes(content)
+        dst.chmod(mode)
+    return root / "opt/kubeseed/kubeseed-runtime.pyz"
+
+
+def free_port() -> int:
+    """A TCP port on the loopback that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -25,7 +25,7 @@ from kubeseed.runtime import pki
 from kubeseed.runtime.config import NODE_CONFIG_PATH, RUNTIME_PATH
 from kubeseed.runtime.keys import signed_by
 from tests.apiserver import FakeAPIServer
-from tests.helpers import cloud_init_files, kubeseed, need_tool
+from tests.helpers import cloud_init_files, free_port, kubeseed, need_tool
 from tests.images.nspawn import RESULT, STATUS, Container, add_kubelet_stand_in, copy_tree, write_seed
 from tests.runtime.test_join import check_joined, server_tokens
 
@@ -39,12 +39,6 @@ INIT_PHASES = ["preflight"] + [p.name for p in master_runtime.phases()]
 def _nspawn() -> None:
     need_tool("systemd-nspawn", install="apt-get install systemd-container")
     need_tool("nsenter", install="apt-get install util-linux")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make_cluster(base: Path) -> tuple[Path, int]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -27,18 +26,12 @@ from kubeseed.generator.images import KERNEL_CMDLINE, TreeInfo, boot_files, make
 from kubeseed.generator.tokens import load_tokens
 from kubeseed.runtime import pki
 from tests.apiserver import FakeAPIServer, cluster_info_kubeconfig, detached_jws
-from tests.helpers import kubeseed, need_tool
+from tests.helpers import free_port, kubeseed, need_tool
 from tests.images.nspawn import add_kubelet_stand_in, copy_tree
 
 HOSTNAME = "worker-q"
 ARTIFACTS = Path(os.environ.get("KUBESEED_ARTIFACTS", "/tmp/kubeseed-artifacts"))
 PHASES = ["preflight", "discovery", "tls-bootstrap", "kubelet-config", "kubelet-start"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

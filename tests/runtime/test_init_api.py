@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,26 +20,11 @@ from kubeseed.runtime import pki
 from kubeseed.runtime.tokens import ca_pin, detached_jws
 from tests.apiserver import FakeAPIServer
 from tests.clientcert_server import kubectl
-from tests.helpers import cloud_init_files, kubeseed, need_tool, venv_tool
+from tests.helpers import cloud_init_files, free_port, kubeseed, lay_out, need_tool, venv_tool
 
 MASTER, WORKER = "cp-1", "worker-1"
 API_PHASES = "wait-control-plane,upload-config,mark-control-plane,bootstrap-token,addon,show-join-command"
 FILE_PHASES = "certs,kubeconfig,etcd,control-plane,kubelet-start"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def materialize(payload: Path, root: Path) -> Path:
-    for path, (content, mode) in cloud_init_files(payload.read_bytes()).items():
-        dst = root / path.lstrip("/")
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        dst.write_bytes(content)
-        dst.chmod(mode)
-    return root / "opt/kubeseed/kubeseed-runtime.pyz"
 
 
 def run(pyz: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -63,7 +47,7 @@ class Cluster:
         r = kubeseed("render", "master", "demo", "--hostname", MASTER, "-o", "master.yaml", cwd=base)
         assert r.returncode == 0, r.stderr
         self.root = base / "master"
-        self.pyz = materialize(base / "master.yaml", self.root)
+        self.pyz = lay_out(cloud_init_files((base / "master.yaml").read_bytes()), self.root)
         r = self.init("--skip-phases", API_PHASES)
         assert r.returncode == 0, r.stdout + r.stderr
         pki_dir = self.root / "etc/kubernetes/pki"
@@ -77,9 +61,9 @@ class Cluster:
             port=self.port,
         )
 
-    def init(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return run(
-            self.pyz,
+    def init_args(self, *args: str) -> list[str]:
+        """The runtime's ``init`` arguments for this master (under --root, this test's advertise address)."""
+        return [
             "init",
             "--root",
             str(self.root),
@@ -90,7 +74,10 @@ class Cluster:
             "--timeout",
             "20",
             *args,
-        )
+        ]
+
+    def init(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return run(self.pyz, *self.init_args(*args))
 
     def register_node(self) -> None:
         """What the master's kubelet does once it runs: register its Node object."""
@@ -275,7 +262,7 @@ def test_the_whole_flow_init_then_join_then_kubectl(cluster: Cluster, tmp_path: 
     r = kubeseed("render", "node", "demo", "--hostname", WORKER, "-o", "node.yaml", cwd=cluster.base)
     assert r.returncode == 0, r.stderr
     node_root = tmp_path / "node"
-    pyz = materialize(cluster.base / "node.yaml", node_root)
+    pyz = lay_out(cloud_init_files((cluster.base / "node.yaml").read_bytes()), node_root)
     r = run(pyz, "join", "--root", str(node_root), "--ignore-preflight-errors", "all", "--timeout", "30")
     assert r.returncode == 0, r.stdout + r.stderr
     pem = (node_root / "var/lib/kubelet/pki/kubelet-client-current.pem").read_bytes()
@@ -301,7 +288,7 @@ def test_join_before_init_finished_is_refused_then_works(cluster: Cluster, tmp_p
     r = kubeseed("render", "node", "demo", "--hostname", WORKER, "-o", "node.yaml", cwd=cluster.base)
     assert r.returncode == 0, r.stderr
     node_root = tmp_path / "node"
-    pyz = materialize(cluster.base / "node.yaml", node_root)
+    pyz = lay_out(cloud_init_files((cluster.base / "node.yaml").read_bytes()), node_root)
     early = run(pyz, "join", "--root", str(node_root), "--ignore-preflight-errors", "all", "--timeout", "3")
     assert early.returncode == 1 and "HTTP 40" in early.stderr  # 403/404: no cluster-info for anonymous yet
     assert not (node_root / "etc/kubernetes/kubelet.conf").exists()
@@ -319,23 +306,7 @@ def test_killed_during_the_api_phases_then_rerun(cluster: Cluster, nth: int) -> 
     cluster.register_node()
     keys = {p: p.read_bytes() for p in (cluster.root / "etc/kubernetes/pki").rglob("*.key")}
     killer = Path(__file__).with_name("killer.py")
-    cmd = [
-        sys.executable,
-        str(killer),
-        "api.call",
-        str(nth),
-        "after",
-        "--",
-        "init",
-        "--root",
-        str(cluster.root),
-        "--ignore-preflight-errors",
-        "all",
-        "--advertise-address",
-        "127.0.0.1",
-        "--timeout",
-        "20",
-    ]
+    cmd = [sys.executable, str(killer), "api.call", str(nth), "after", "--", *cluster.init_args()]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert r.returncode == -9, r.stdout + r.stderr
     r = cluster.init()

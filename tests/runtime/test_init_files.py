@@ -24,7 +24,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from kubeseed.generator.zipapp import build_zipapp
 from kubeseed.runtime.master import narrowed_kubelet_client
 from tests.clientcert_server import kubectl, serve
-from tests.helpers import kubeseed, need_tool, venv_tool
+from tests.helpers import cloud_init_files, kubeseed, lay_out, need_tool, venv_tool
 
 KILLER = Path(__file__).with_name("killer.py")
 FILE_PHASES = ["preflight", "certs", "kubeconfig", "etcd", "control-plane", "kubelet-start"]
@@ -39,14 +39,8 @@ def make_master(base: Path, *create_args: str) -> Path:
     assert r.returncode == 0, r.stderr
     r = kubeseed("render", "master", "demo", "--hostname", MASTER, "-o", "master.yaml", cwd=base)
     assert r.returncode == 0, r.stderr
-    from tests.helpers import cloud_init_files
-
     root = base / "machine"
-    for path, (content, mode) in cloud_init_files((base / "master.yaml").read_bytes()).items():
-        dst = root / path.lstrip("/")
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        dst.write_bytes(content)
-        dst.chmod(mode)
+    lay_out(cloud_init_files((base / "master.yaml").read_bytes()), root)
     return root
 
 
@@ -439,14 +433,8 @@ def test_images_come_from_the_configured_registry(tmp_path: Path) -> None:
     cfg.write_text(text.replace("imageRepository: registry.k8s.io", "imageRepository: mirror.example:5000/k8s"))
     r = kubeseed("render", "master", "demo", "--hostname", MASTER, "-o", "master.yaml", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    from tests.helpers import cloud_init_files
-
     root = tmp_path / "machine"
-    for path, (content, mode) in cloud_init_files((tmp_path / "master.yaml").read_bytes()).items():
-        dst = root / path.lstrip("/")
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        dst.write_bytes(content)
-        dst.chmod(mode)
+    lay_out(cloud_init_files((tmp_path / "master.yaml").read_bytes()), root)
     assert init(root, "--skip-phases", API_PHASES).returncode == 0
     images = {
         manifest(root, n)["spec"]["containers"][0]["image"]

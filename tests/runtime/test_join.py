@@ -26,7 +26,7 @@ from kubeseed.runtime import pki
 from kubeseed.runtime.tokens import ca_pin
 from tests.apiserver import FakeAPIServer
 from tests.clientcert_server import kubectl, serve
-from tests.helpers import cloud_init_files, ignition_files, kubeseed
+from tests.helpers import cloud_init_files, ignition_files, kubeseed, lay_out
 
 KILLER = Path(__file__).with_name("killer.py")
 NODE = "worker-1"
@@ -210,12 +210,7 @@ def test_rendered_node_payload_joins(tmp_path: Path, cluster: Path, api: FakeAPI
     assert r.returncode == 0, r.stderr
     root = tmp_path / "machine"
     decode = cloud_init_files if fmt == "cloud-init" else ignition_files
-    for path, (content, mode) in decode((cluster.parent / "node").read_bytes()).items():
-        dst = root / path.lstrip("/")
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        dst.write_bytes(content)
-        dst.chmod(mode)
-    pyz = root / "opt/kubeseed/kubeseed-runtime.pyz"
+    pyz = lay_out(decode((cluster.parent / "node").read_bytes()), root)
     r = subprocess.run(
         [sys.executable, str(pyz), "join", "--root", str(root), "--ignore-preflight-errors", "all"],
         capture_output=True,
