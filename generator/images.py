@@ -330,6 +330,15 @@ class Builder:
         logs.mkdir(parents=True, exist_ok=True)
         return logs / f"{name}.log"
 
+    def _cached(self, info: TreeInfo, kind: str, tarball: Path, what: str) -> bool:
+        """Whether ``tarball`` can be used as it is (recorded in ``info``); a used one is marked recently used."""
+        hit = tarball.is_file() and not self.opts.rebuild
+        info.cached[kind] = hit
+        if hit:
+            say(f"Using {what}")
+            os.utime(tarball)
+        return hit
+
     def _prune(self, kind: str, keep: Path) -> None:
         found = sorted(self.cache.glob(f"{kind}-*.tar.zst"), key=lambda p: p.stat().st_mtime, reverse=True)
         for old in [p for p in found if p != keep][KEEP_PER_KIND - 1 :]:
@@ -367,12 +376,8 @@ class Builder:
         key = _key("base", SUITE, ARCH, VARIANT, mirrors.archive)
         info.base_key = key
         tarball = self.cache / f"base-{key}.tar.zst"
-        if tarball.is_file() and not self.opts.rebuild:
-            say(f"Using the cached Debian {SUITE} base tree {tarball}")
-            info.cached["base"] = True
-            os.utime(tarball)
+        if self._cached(info, "base", tarball, f"the cached Debian {SUITE} base tree {tarball}"):
             return tarball
-        info.cached["base"] = False
         t0 = time.monotonic()
         with self.workdir("base") as work, step(f"Bootstrapping Debian {SUITE} {ARCH} from {mirrors.archive}"):
             debs = self.cache / "debs"
@@ -402,12 +407,9 @@ class Builder:
         key = _key("system", *inputs, HOSTS)  # and what the builder itself writes into the tree
         info.system_key = key
         tarball = self.cache / f"system-{key}.tar.zst"
-        if tarball.is_file() and not self.opts.rebuild:
-            say(f"Using the cached provisioned tree {tarball} (same provision.sh, packages and mirrors)")
-            info.cached["system"] = True
-            os.utime(tarball)
+        what = f"the cached provisioned tree {tarball} (same provision.sh, packages and mirrors)"
+        if self._cached(info, "system", tarball, what):
             return tarball, False
-        info.cached["system"] = False
         t0 = time.monotonic()
         with self.workdir("system") as work:
             tree = work / "tree"
