@@ -1,6 +1,6 @@
 """Golden image figures: build time (cold and cached), and first boots in systemd-nspawn with and without the payload.
 
-Run as root: .venv/bin/python bench/bench_image.py [--runs 3] [--skip-cold]
+Run as root, from the repository root: .venv/bin/python -m bench.bench_image [--runs 3] [--skip-cold]
 (prints figures; it asserts nothing and is not a test)
 
 * build, cold: ``kubeseed image build`` with an empty cache in a temporary directory (debootstrap from the mirror
@@ -13,7 +13,7 @@ Run as root: .venv/bin/python bench/bench_image.py [--runs 3] [--skip-cold]
   and with no seed at all (cloud-init disabled by its generator), to ``systemctl is-system-running``. The
   difference between the first two is what the payload's runcmd, i.e. the runtime's join, costs at boot.
 
-The boots use the TEST STAND-IN kubelet of tests/images/nspawn.py (no kubelet binary can be had here).
+The boots use the TEST STAND-IN kubelet of tests/support/nspawn.py (no kubelet binary can be had here).
 """
 
 from __future__ import annotations
@@ -32,13 +32,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from kubeseed.generator.images import Builder, Options, default_cache, remove_tree  # noqa: E402
-from tests.apiserver import FakeAPIServer  # noqa: E402
-from tests.helpers import kubeseed  # noqa: E402
-from tests.images.nspawn import RESULT, Container, add_kubelet_stand_in, copy_tree, write_seed  # noqa: E402
-from tests.runtime.test_join import server_tokens  # noqa: E402
+from kubeseed.generator.goldenimage.build import Builder, Options, default_cache
+from kubeseed.generator.goldenimage.proc import remove_tree
+from tests.support.apiserver import FakeAPIServer
+from tests.support.helpers import kubeseed
+from tests.support.join import server_tokens
+from tests.support.nspawn import RESULT, Container, add_kubelet_stand_in, copy_tree, write_seed
 
 JOIN_PHASES = ("preflight", "discovery", "tls-bootstrap", "kubelet-config", "kubelet-start")
 

@@ -1,7 +1,8 @@
 """init time under --root, split by phase, for ECDSA and RSA clusters; the API phases run against the in-test
-API server (tests/apiserver.py, RBAC on) serving with the certificate init wrote.
+API server (tests/support/apiserver/, RBAC on) serving with the certificate init wrote.
 
-Run: .venv/bin/python bench/bench_init.py   (prints figures; it asserts nothing and is not a test)
+Run from the repository root: .venv/bin/python -m bench.bench_init
+(prints figures; it asserts nothing and is not a test)
 
 Each run renders a master payload, lays its files out under a fresh directory, and runs the payload's own
 zipapp (`init --root DIR`) with the given interpreter: first the file phases, then (with the API server up
@@ -19,23 +20,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from kubeseed.generator.model import default_cluster_text
+from kubeseed.generator.plan import build_plan
+from kubeseed.generator.secrets import generate_secrets, load, write_cluster_dir
+from kubeseed.runtime import init
+from tests.support.apiserver import FakeAPIServer
+from tests.support.helpers import free_port, lay_out
 
-from kubeseed.generator.model import default_cluster_text  # noqa: E402
-from kubeseed.generator.plan import build_plan  # noqa: E402
-from kubeseed.generator.secrets import generate_secrets, load, write_cluster_dir  # noqa: E402
-from tests.apiserver import FakeAPIServer  # noqa: E402
-from tests.helpers import free_port, lay_out  # noqa: E402
-
-FILE_PHASES = ["preflight", "certs", "kubeconfig", "etcd", "control-plane", "kubelet-start"]
-API_PHASES = [
-    "wait-control-plane",
-    "upload-config",
-    "mark-control-plane",
-    "bootstrap-token",
-    "addon",
-    "show-join-command",
-]
+NAMES = ["preflight"] + [p.name for p in init.phases()]
+FILE_PHASES = NAMES[: NAMES.index("wait-control-plane")]  # up to the first that needs the API server
+API_PHASES = NAMES[len(FILE_PHASES) :]
 
 
 def one_run(tmp: Path, alg: str, python: str) -> dict[str, float]:

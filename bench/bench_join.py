@@ -1,6 +1,7 @@
-"""Join time under --root against the in-test API server (tests/apiserver.py, real TLS), split by phase.
+"""Join time under --root against the in-test API server (tests/support/apiserver/, real TLS), split by phase.
 
-Run: .venv/bin/python bench/bench_join.py   (prints figures; it asserts nothing and is not a test)
+Run from the repository root: .venv/bin/python -m bench.bench_join
+(prints figures; it asserts nothing and is not a test)
 
 Each run renders a node payload, lays its files out under a fresh directory as cloud-init would, and runs
 the payload's own zipapp (`join --root DIR`) with the given interpreter; phase times come from the
@@ -20,14 +21,12 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from kubeseed.generator.model import default_cluster_text  # noqa: E402
-from kubeseed.generator.plan import build_plan  # noqa: E402
-from kubeseed.generator.secrets import generate_secrets, load, write_cluster_dir  # noqa: E402
-from kubeseed.generator.tokens import load_tokens  # noqa: E402
-from tests.apiserver import FakeAPIServer  # noqa: E402
-from tests.helpers import lay_out  # noqa: E402
+from kubeseed.generator.model import default_cluster_text
+from kubeseed.generator.plan import build_plan
+from kubeseed.generator.secrets import generate_secrets, load, write_cluster_dir
+from kubeseed.generator.tokens import load_tokens
+from tests.support.apiserver import FakeAPIServer
+from tests.support.helpers import lay_out
 
 PHASES = ("preflight", "discovery", "tls-bootstrap", "kubelet-config", "kubelet-start")
 

@@ -1,7 +1,8 @@
 """Seed figures: NoCloud seed ISOs per second for a 100-host inventory, kubeseed (pycdlib, in Python) against
 cloud-localds (Debian's cloud-image-utils, which runs genisoimage) making the same 100 seeds in the same run.
 
-Run: .venv/bin/python bench/bench_seeds.py   (prints figures; it asserts nothing and is not a test)
+Run from the repository root: .venv/bin/python -m bench.bench_seeds
+(prints figures; it asserts nothing and is not a test)
 """
 
 from __future__ import annotations

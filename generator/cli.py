@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,14 +11,13 @@ from typing import Callable
 
 import yaml
 
-from kubeseed.runtime.config import ConfigError
-
 from . import __version__
+from .console import progress, run_command, say, tty
 from .credentials import user_kubeconfig
 from .errors import UserError
 from .fsutil import atomic_write
-from .images import add_parser as add_image_parser
-from .model import DEFAULT_VERSION, KEY_ALGORITHMS, default_cluster_text, parse_cluster, split_endpoint
+from .imagecli import add_parser as add_image_parser
+from .model import DEFAULT, KEY_ALGORITHMS, default_cluster_text, parse_cluster, split_endpoint
 from .passwords import hash_password
 from .plan import ROLES, RUNTIMES, build_plan
 from .platforms import PLATFORMS, check_size
@@ -37,16 +35,6 @@ from .tokens import (
     parse_ttl,
     save_tokens,
 )
-
-
-def _tty(stream: object) -> bool:
-    return bool(getattr(stream, "isatty", lambda: False)()) and os.environ.get("NO_COLOR") is None
-
-
-def progress(message: str) -> None:
-    """One progress line on stderr (``... [done]`` green on a terminal)."""
-    done = "\033[32m[done]\033[0m" if _tty(sys.stderr) else "[done]"
-    print(f"{message}... {done}", file=sys.stderr)
 
 
 def _cluster_dir(name: str) -> Path:
@@ -113,7 +101,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         atomic_write(Path(args.out), data, 0o600)
         where = args.out
     else:
-        if args.gzip and _tty(sys.stdout):
+        if args.gzip and tty(sys.stdout):
             raise UserError("--gzip output is binary; write it with --out FILE or redirect stdout")
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
@@ -217,7 +205,7 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     base = Path(args.dir)
     cluster_dir = base / "demo"
     if cluster_dir.exists():
-        print(f"Using the existing demo cluster in {cluster_dir}/", file=sys.stderr)
+        say(f"Using the existing demo cluster in {cluster_dir}/")
     else:
         base.mkdir(parents=True, exist_ok=True)
         text = default_cluster_text("demo", args.endpoint)
@@ -265,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     cc.add_argument("cluster", metavar="CLUSTER", help="cluster directory to create (demo is ./demo)")
     cc.add_argument("--endpoint", required=True, help="API server host:port, e.g. 10.0.0.10:6443")
     cc.add_argument("--name", help="cluster name (default: the directory name)")
-    cc.add_argument("--kubernetes-version", default=DEFAULT_VERSION, help=f"default {DEFAULT_VERSION}")
+    cc.add_argument("--kubernetes-version", default=DEFAULT, help=f"default {DEFAULT}")
     cc.add_argument("--key-algorithm", default="ECDSA-P256", choices=KEY_ALGORITHMS)
     cc.add_argument("--pod-subnet", default="10.244.0.0/16")
     cc.add_argument("--service-subnet", default="10.96.0.0/12")
@@ -338,18 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
-    try:
-        return func(args)
-    except (UserError, ConfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; every file is written whole or not at all", file=sys.stderr)
-        return 130
-    except OSError as e:
-        where = f"{e.filename}: " if e.filename else ""
-        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
-        return 1
+    return run_command(func, args)  # a UserError exits with its exit_code (a failed image build: 3)
 
 
 if __name__ == "__main__":

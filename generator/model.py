@@ -12,22 +12,25 @@ import yaml
 
 from kubeseed.runtime.config import (
     API_VERSION,
-    DEFAULT_VERSION,
     DNS_LABEL,
-    DNS_NAME,
     KEY_ALGORITHMS,
-    MAX_MINOR,
-    MIN_MINOR,
-    VERSION,
-    cidr_error,
+    KUBELET,
+    NETWORKING,
+    ConfigError,
+    Doc,
+    Kubelet,
+    Networking,
+    NodeConfig,
+    parse_kubelet,
+    parse_networking,
     split_endpoint,
 )
+from kubeseed.runtime.versions import DEFAULT, MAX_MINOR, MIN_MINOR, Version
 
 from .errors import FieldError
 from .templating import render_template
 
 CLUSTER_FILE = "cluster.yaml"
-CGROUP_DRIVERS = ("systemd", "cgroupfs")
 
 
 _LINUX_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
@@ -49,18 +52,16 @@ class LoginUser:
 
 @dataclass
 class Cluster:
+    """cluster.yaml. Its networking and kubelet sections are the node config's own types (runtime/config.py),
+    parsed by the same code: what renders is what the runtime accepts."""
+
     name: str
     kubernetes_version: str
     control_plane_endpoint: str
     image_repository: str
-    pod_subnet: str
-    service_subnet: str
-    dns_domain: str
     key_algorithm: str
-    cgroup_driver: str
-    container_runtime_endpoint: str
-    kubelet_extra_args: dict[str, str]
-    kubelet_server_tls_bootstrap: bool
+    networking: Networking
+    kubelet: Kubelet
     users: list[LoginUser]
     addons: list[Path]
 
@@ -72,10 +73,10 @@ class Cluster:
 def default_cluster_text(
     name: str,
     endpoint: str,
-    kubernetes_version: str = DEFAULT_VERSION,
-    key_algorithm: str = "ECDSA-P256",
-    pod_subnet: str = "10.244.0.0/16",
-    service_subnet: str = "10.96.0.0/12",
+    kubernetes_version: str = DEFAULT,
+    key_algorithm: str = NodeConfig.key_algorithm,
+    pod_subnet: str = Networking.pod_subnet,
+    service_subnet: str = Networking.service_subnet,
 ) -> str:
     """The commented cluster.yaml that ``cluster create`` writes."""
     return render_template(
@@ -84,12 +85,12 @@ def default_cluster_text(
         endpoint=endpoint,
         kubernetes_version=kubernetes_version,
         key_algorithm=key_algorithm,
-        image_repository="registry.k8s.io",
+        image_repository=NodeConfig.image_repository,
         pod_subnet=pod_subnet,
         service_subnet=service_subnet,
-        dns_domain="cluster.local",
-        cgroup_driver="systemd",
-        cri_endpoint="unix:///run/containerd/containerd.sock",
+        dns_domain=Networking.dns_domain,
+        cgroup_driver=Kubelet.cgroup_driver,
+        cri_endpoint=Kubelet.container_runtime_endpoint,
         min_minor=MIN_MINOR,
         max_minor=MAX_MINOR,
     )
@@ -137,21 +138,13 @@ class _Reader:
         return list(value)
 
 
-def parse_version(version: str) -> tuple[int, int, int]:
-    m = VERSION.fullmatch(version)
-    if not m:
-        raise ValueError(f'"{version}" is not a version like {DEFAULT_VERSION}')
-    major, minor, patch = (int(g) for g in m.groups())
-    if major != 1 or not MIN_MINOR <= minor <= MAX_MINOR:
-        raise ValueError(f'"{version}" is not supported; kubeseed supports v1.{MIN_MINOR} to v1.{MAX_MINOR}')
-    return major, minor, patch
-
-
-def _cidr(r: _Reader, value: str, path: str) -> str:
-    err = cidr_error(value)
-    if err:
-        raise r.fail(path, err)
-    return value.lower()
+def _shared(r: _Reader, parse: Any, value: Any, path: str, known: tuple[str, ...]) -> Any:
+    """A section parsed by the node config's own parser; its errors become this file's."""
+    try:
+        return parse(Doc(value if value is not None else {}, path, known))
+    except ConfigError as e:
+        hint = f"; known fields here: {', '.join(sorted(known))}" if e.message == "unknown field" else ""
+        raise r.fail(e.path, e.message + hint) from None
 
 
 def parse_cluster(data: Any, source: str = CLUSTER_FILE, base_dir: Path | None = None) -> Cluster:
@@ -179,9 +172,9 @@ def parse_cluster(data: Any, source: str = CLUSTER_FILE, base_dir: Path | None =
     name = r.string(doc, "name", "")
     if not DNS_LABEL.fullmatch(name):
         raise r.fail("name", f'"{name}" is not a DNS-1123 label (lower-case letters, digits, "-"; at most 63)')
-    version = r.string(doc, "kubernetesVersion", "", DEFAULT_VERSION)
+    version = r.string(doc, "kubernetesVersion", "", DEFAULT)
     try:
-        parse_version(version)
+        Version(version)
     except ValueError as e:
         raise r.fail("kubernetesVersion", str(e)) from None
     endpoint = r.string(doc, "controlPlaneEndpoint", "")
@@ -189,49 +182,30 @@ def parse_cluster(data: Any, source: str = CLUSTER_FILE, base_dir: Path | None =
         split_endpoint(endpoint)
     except ValueError as e:
         raise r.fail("controlPlaneEndpoint", f'"{endpoint}" {e}') from None
-    repo = r.string(doc, "imageRepository", "", "registry.k8s.io")
+    repo = r.string(doc, "imageRepository", "", NodeConfig.image_repository)
     if not _IMAGE_REPO.fullmatch(repo):
         raise r.fail(
             "imageRepository", f'"{repo}" is not a registry path like registry.k8s.io or mirror.local:5000/k8s'
         )
-
-    net = r.mapping(doc.get("networking"), "networking", {"podSubnet", "serviceSubnet", "dnsDomain"})
-    pod = _cidr(r, r.string(net, "podSubnet", "networking", "10.244.0.0/16"), "networking.podSubnet")
-    svc = _cidr(r, r.string(net, "serviceSubnet", "networking", "10.96.0.0/12"), "networking.serviceSubnet")
-    if ipaddress.ip_network(pod).overlaps(ipaddress.ip_network(svc)):
-        raise r.fail("networking.serviceSubnet", f"{svc} overlaps networking.podSubnet {pod}; pick disjoint ranges")
-    if ipaddress.ip_network(svc).num_addresses < 4:
-        raise r.fail("networking.serviceSubnet", f"{svc} is too small; use a /12 to /24 (IPv4)")
-    domain = r.string(net, "dnsDomain", "networking", "cluster.local")
-    if not DNS_NAME.fullmatch(domain):
-        raise r.fail("networking.dnsDomain", f'"{domain}" is not a DNS domain like cluster.local')
-
-    alg = r.string(doc, "keyAlgorithm", "", "ECDSA-P256")
+    net = _shared(r, parse_networking, doc.get("networking"), "networking", NETWORKING)
+    # cluster-wide rules a single machine's config cannot see
+    pods = ipaddress.ip_network(net.pod_subnet)
+    if pods.overlaps(ipaddress.ip_network(net.service_subnet)):
+        raise r.fail(
+            "networking.serviceSubnet",
+            f"{net.service_subnet} overlaps networking.podSubnet {net.pod_subnet}; pick disjoint ranges",
+        )
+    node_block = 24 if pods.version == 4 else 64  # kube-controller-manager's --node-cidr-mask-size defaults
+    if not node_block - 16 <= pods.prefixlen <= node_block:
+        raise r.fail(
+            "networking.podSubnet",
+            f"{pods} must hold one /{node_block} per node (kube-controller-manager hands them out, 65536 at most): "
+            f"use a /{node_block - 16} to /{node_block}",
+        )
+    alg = r.string(doc, "keyAlgorithm", "", NodeConfig.key_algorithm)
     if alg not in KEY_ALGORITHMS:
         raise r.fail("keyAlgorithm", f'"{alg}" is not one of {", ".join(KEY_ALGORITHMS)}')
-
-    kub = r.mapping(
-        doc.get("kubelet"), "kubelet", {"cgroupDriver", "containerRuntimeEndpoint", "extraArgs", "serverTLSBootstrap"}
-    )
-    server_tls_bootstrap = kub.get("serverTLSBootstrap", False)
-    if not isinstance(server_tls_bootstrap, bool):
-        raise r.fail("kubelet.serverTLSBootstrap", f"must be true or false, found {server_tls_bootstrap!r}")
-    driver = r.string(kub, "cgroupDriver", "kubelet", "systemd")
-    if driver not in CGROUP_DRIVERS:
-        raise r.fail("kubelet.cgroupDriver", f'"{driver}" is not one of {", ".join(CGROUP_DRIVERS)}')
-    cri = r.string(kub, "containerRuntimeEndpoint", "kubelet", "unix:///run/containerd/containerd.sock")
-    if not re.fullmatch(r"unix:///\S+", cri):
-        raise r.fail("kubelet.containerRuntimeEndpoint", f'"{cri}" is not a unix:///path/to/socket URL')
-    extra = kub.get("extraArgs") or {}
-    if not isinstance(extra, dict):
-        raise r.fail("kubelet.extraArgs", 'must be a mapping of flag name to value, e.g. {max-pods: "150"}')
-    extra_args: dict[str, str] = {}
-    for k, v in extra.items():
-        if not isinstance(k, str) or not re.fullmatch(r"[a-z0-9][a-z0-9-]*", k):
-            raise r.fail(f"kubelet.extraArgs.{k}", "flag names are lower-case words joined by '-', without '--'")
-        if isinstance(v, bool) or not isinstance(v, (str, int, float)):
-            raise r.fail(f"kubelet.extraArgs.{k}", f"must be a string value, found {v!r}")
-        extra_args[k] = str(v)
+    kubelet = _shared(r, parse_kubelet, doc.get("kubelet"), "kubelet", KUBELET)
 
     users = _parse_users(r, doc.get("users"))
     addons = _parse_addons(r, doc.get("addons"), base_dir)
@@ -240,14 +214,9 @@ def parse_cluster(data: Any, source: str = CLUSTER_FILE, base_dir: Path | None =
         kubernetes_version=version,
         control_plane_endpoint=endpoint,
         image_repository=repo,
-        pod_subnet=pod,
-        service_subnet=svc,
-        dns_domain=domain,
         key_algorithm=alg,
-        cgroup_driver=driver,
-        container_runtime_endpoint=cri,
-        kubelet_extra_args=extra_args,
-        kubelet_server_tls_bootstrap=server_tls_bootstrap,
+        networking=net,
+        kubelet=kubelet,
         users=users,
         addons=addons,
     )

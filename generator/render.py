@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import base64
-import gzip
 import json
 import urllib.parse
+import zlib
 from typing import Any
 
 import yaml
@@ -19,8 +19,15 @@ FIRSTBOOT_UNIT = "kubeseed-firstboot.service"
 
 
 def gzip_bytes(data: bytes) -> bytes:
-    """gzip with a zero timestamp and no file name, so equal input gives equal bytes."""
-    return gzip.compress(data, compresslevel=9, mtime=0)
+    """gzip with a zero timestamp and no file name, so equal input gives equal bytes; the smaller of zlib's default
+    and its Huffman-leaning strategy (Z_FILTERED wins on base64 of packed data, which payloads are mostly)."""
+    best = b""
+    for strategy in (zlib.Z_DEFAULT_STRATEGY, zlib.Z_FILTERED):
+        z = zlib.compressobj(9, zlib.DEFLATED, 31, 9, strategy)  # wbits 31: a gzip member with a zero mtime
+        out = z.compress(data) + z.flush()
+        if not best or len(out) < len(best):
+            best = out
+    return best
 
 
 class _LiteralDumper(yaml.SafeDumper):
@@ -84,7 +91,8 @@ def cloud_config(plan: NodePlan) -> dict[str, Any]:
         else:
             entry["encoding"] = "gz+b64"
             entry["content"] = packed
-        entry["owner"] = f.owner
+        if f.owner != "root:root":  # cloud-init's default owner
+            entry["owner"] = f.owner
         entry["permissions"] = f"0{f.mode:o}"
         files.append(entry)
     for unit in plan.units:

@@ -14,7 +14,7 @@ import yaml
 from cryptography import x509
 
 from kubeseed.runtime import pki
-from kubeseed.runtime.master import PKI_FILES
+from kubeseed.runtime.init.controlplane import PKI_FILES
 from kubeseed.runtime.tokens import ca_pin
 
 from .errors import UserError

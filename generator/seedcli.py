@@ -12,6 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .console import progress
 from .errors import UserError
 from .inventory import load_inventory
 from .plan import RUNTIMES
@@ -78,8 +79,6 @@ def write_seeds(out: Path, seeds: list[Seed], as_dir: bool) -> list[tuple[Seed, 
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
-    from .cli import progress  # here, not at the top: cli imports this module
-
     cluster, secrets = load(Path(args.cluster))
     inventory = load_inventory(Path(args.inventory))
     seeds = build_seeds(cluster, secrets, inventory, args.kind, args.runtime, args.gzip)

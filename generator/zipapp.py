@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import io
 import lzma
+import re
 import zipfile
 from functools import lru_cache
 from pathlib import Path
@@ -11,60 +13,219 @@ from pathlib import Path
 import python_minifier
 
 import kubeseed.runtime
+from kubeseed.runtime.cli import COMMANDS
 
 SHEBANG = b"#!/usr/bin/env python3\n"
-PACK = "kubeseed-runtime.lzma"
-# Raw LZMA2 (no xz container: the zip and the payload encoding carry checksums); pb=0 suits text.
+# Raw LZMA2 (no xz container: the zip and the payload encoding carry checksums); pb=0 suits text. LZMA2 chunks
+# carry lc/lp/pb themselves, so the loader names only the filter (0x21, LZMA2) and the dictionary size.
 LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME, "pb": 0, "dict_size": 1 << 20}]
-# The zipapp's __main__: imports kubeseed.* from the LZMA-packed sources beside it (Python >= 3.9, stdlib only).
-LOADER = f"""import importlib.abc, importlib.util, lzma, sys
-_lzma2 = [{{"id": lzma.FILTER_LZMA2, "dict_size": 1 << 20}}]
-_parts = lzma.decompress(__loader__.get_data("{PACK}"), lzma.FORMAT_RAW, None, _lzma2).decode().split("\\0")
-_sources = dict(zip(_parts[::2], _parts[1::2]))
-class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    def find_spec(self, name, path=None, target=None):
-        if name in _sources:
-            return importlib.util.spec_from_loader(name, self, is_package=name.count(".") < 2)
-    def create_module(self, spec):
-        return None
-    def exec_module(self, module):
-        name = module.__name__
-        exec(compile(_sources[name], __loader__.archive + "/" + name.replace(".", "/") + ".py", "exec"), vars(module))
-sys.meta_path.insert(0, _Finder())
+# Layout: shebang, the packed stream, then a zip holding only __main__.py. The stream is NUL-separated text: BOOT,
+# then module name and source pairs. __main__.py (the only unpacked code, so as short as can be) decompresses the
+# stream and runs BOOT, which imports kubeseed.* from it (Python >= 3.9, stdlib only) and from nowhere else: a
+# kubeseed installed on the machine never mixes in. A package is a module with submodules.
+MAIN = (
+    'import lzma;d=lzma.decompress(open(__loader__.archive,"rb").read()[{start}:{end}],lzma.FORMAT_RAW,None,'
+    '[{{"id":33,"dict_size":1<<20}}]).decode().split("\\0");exec(d[0])\n'
+)
+BOOT = """import importlib.util as u,sys
+m=dict(zip(d[1::2],d[2::2]))
+class L:
+ def find_spec(s,n,*a):
+  if n in m:return u.spec_from_loader(n,s,is_package=any(k.startswith(n+".")for k in m))
+  if"kubeseed."==n[:9]:raise ImportError(name=n)
+ def create_module(s,x):0
+ def exec_module(s,x):n=x.__name__;exec(compile(m[n],n,"exec"),vars(x))
+sys.meta_path.insert(0,L())
 from kubeseed.runtime.cli import main
 sys.exit(main())
 """
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
-# The modules each role's first boot imports. A payload carries only its role's (a node needs no PKI code);
-# the full runtime (every module) is what golden images bake in.
-COMMON = ("__init__", "cli", "config", "preflight", "tokens", "workflow")
-ROLE_MODULES = {
-    "node": COMMON + ("api", "join", "keys", "kubeconfig", "kubelet"),
-    "master": COMMON + ("api", "bootstrap", "keys", "kubeconfig", "kubelet", "manifests", "master", "pki"),
-}
+PACKAGE = "kubeseed.runtime"
+
+
+def _modules() -> dict[str, Path]:
+    """Every module of the runtime (dotted name -> file), packages under their own name."""
+    root = Path(kubeseed.runtime.__file__).parent
+    found = {}
+    for path in sorted(root.rglob("*.py")):
+        parts = list(path.relative_to(root).with_suffix("").parts)
+        if parts[-1] == "__main__" or "__pycache__" in parts:
+            continue
+        if parts[-1] == "__init__":
+            parts.pop()
+        found[".".join([PACKAGE] + parts)] = path
+    return found
+
+
+def imports(name: str, source: str, is_package: bool) -> set[str]:
+    """The dotted names module ``name`` imports anywhere in its body (lazy imports in functions too), relative
+    imports resolved; ``from M import x`` names both M and M.x (x may be a submodule)."""
+    found: set[str] = set()
+    for node in ast.walk(_without_type_checking(ast.parse(source))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            module = imported_module(node, name, is_package)
+            found.add(module)
+            found.update(f"{module}.{a.name}" for a in node.names)
+    return found
+
+
+def imported_module(node: ast.ImportFrom, name: str, is_package: bool) -> str:
+    """The module ``from ... import`` in module ``name`` (a package's ``__init__`` if ``is_package``) names."""
+    if not node.level:
+        return node.module or ""
+    base = name.split(".") if is_package else name.split(".")[:-1]
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def _type_checking(node: ast.stmt) -> bool:
+    """Whether ``node`` is ``if TYPE_CHECKING:`` without an else: code only type checkers see."""
+    if not isinstance(node, ast.If) or node.orelse:
+        return False
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _without_type_checking(tree: ast.Module) -> ast.Module:
+    """``tree`` without its module-level ``if TYPE_CHECKING:`` blocks (they never run)."""
+    tree.body = [node for node in tree.body if not _type_checking(node)]
+    return tree
+
+
+def role_modules(role: str) -> list[str]:
+    """The import closure of what ``role``'s first boot runs: the CLI and the role's package (which the CLI
+    imports by name), with every package above each module. Computed, never listed by hand."""
+    modules = _modules()
+    todo = [PACKAGE, f"{PACKAGE}.cli", f"{PACKAGE}.{COMMANDS[role]}"]
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in modules:
+            continue
+        seen.add(name)
+        path = modules[name]
+        todo += sorted(imports(name, path.read_text(), path.name == "__init__.py"))
+        todo += [name.rsplit(".", i)[0] for i in range(1, name.count("."))]  # its packages run first
+    return sorted(seen)
 
 
 def runtime_sources(role: str | None = None) -> dict[str, str]:
     """The runtime's modules for ``role`` (all of them for None): archive name -> source text."""
-    root = Path(kubeseed.runtime.__file__).parent
-    names = ROLE_MODULES[role] if role else sorted(p.stem for p in root.glob("*.py") if p.stem != "__main__")
-    return {f"kubeseed/runtime/{n}.py": (root / f"{n}.py").read_text() for n in sorted(names)}
+    modules = _modules()
+    names = role_modules(role) if role else sorted(modules)
+    out = {}
+    for name in names:
+        path = modules[name]
+        rel = name.replace(".", "/") + ("/__init__.py" if path.name == "__init__.py" else ".py")
+        out[rel] = path.read_text()
+    return dict(sorted(out.items()))
+
+
+ROLE_INTERFACE = ("phases", "checks", "CONFIG", "DONE")  # what cli reads of a role package, by name
+
+
+def prune(sources: dict[str, str]) -> dict[str, str]:
+    """``sources`` without the top-level functions, classes and constants, and the methods, that no module among
+    them uses (by name, attribute or import): a role's zipapp need not carry the code of shared modules that only
+    the other role or the generator calls. Repeated until nothing more goes: one removal can free another."""
+    trees = {name: ast.parse(text) for name, text in sources.items()}
+    while True:
+        used = {"main", *ROLE_INTERFACE}
+        for tree in trees.values():
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+                    used.add(node.id)
+                elif isinstance(node, ast.Attribute):
+                    used.add(node.attr)
+                elif isinstance(node, ast.ImportFrom):
+                    used.update(a.name for a in node.names)
+        dropped = 0
+        for tree in trees.values():
+            bodies = [tree.body] + [c.body for c in tree.body if isinstance(c, ast.ClassDef)]
+            for body in bodies:
+                keep = [node for node in body if not _defines(node) or _defines(node) & used]
+                dropped += len(body) - len(keep)
+                body[:] = keep or [ast.Pass()]
+        if not dropped:
+            return {name: ast.unparse(tree) for name, tree in trees.items()}
+
+
+def _defines(node: ast.stmt) -> set[str]:
+    """The names a top-level statement defines, when removing it is safe: a function, a class, or a constant
+    (string, number or tuple of them) assigned to plain names. Anything else counts as defining nothing."""
+    if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+        return set() if node.name.startswith("__") else {node.name}  # dunders are called by Python itself
+    if isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) for t in node.targets):
+        value = node.value
+        items = value.elts if isinstance(value, ast.Tuple) else [value]
+        if all(isinstance(v, ast.Constant) for v in items):
+            return {t.id for t in node.targets if isinstance(t, ast.Name)}
+    return set()
+
+
+@lru_cache(maxsize=1)
+def shared_names() -> frozenset[str]:
+    """Names one runtime module uses of another (``from M import x``, ``module.x``), and the ones the CLI and
+    loader look up (main): the minifier keeps these global names and shortens every other one."""
+    names = {"main", *ROLE_INTERFACE}
+    for path in _modules().values():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names.update(a.name for a in node.names)
+            elif isinstance(node, ast.Attribute):
+                names.add(node.attr)
+    return frozenset(names)
 
 
 def shrink(source: str) -> str:
     """The same program in fewer bytes: no comments, docstrings or annotations (class attribute annotations stay:
-    dataclasses need them), shorter local names. python-minifier is pinned: same inputs, same bytes."""
-    return str(
+    dataclasses need them), shorter local and private global names, no typing imports left unused. python-minifier
+    is pinned: same inputs, same bytes."""
+    tree = ast.parse(source)
+    if any(_type_checking(node) for node in tree.body):
+        source = ast.unparse(_without_type_checking(tree))
+    small = str(
         python_minifier.minify(
             source,
             remove_literal_statements=True,
             hoist_literals=False,  # hoisted literals pack worse once the whole runtime is compressed
-            rename_globals=False,  # modules import each other's names
+            rename_globals=True,
+            preserve_globals=sorted(shared_names()),  # modules import each other's names
             remove_asserts=True,  # the runtime's asserts only narrow types for mypy
         )
     )
+    return _drop_unused_typing(small)
+
+
+def _drop_unused_typing(source: str) -> str:
+    """Remove what only annotations needed once they are gone: unused names of module-level ``from typing`` and
+    ``from collections.abc`` imports, and ``from __future__ import annotations`` where no class attribute
+    annotation is left (those stay: dataclasses need them, and the future import keeps them unevaluated)."""
+    tree = ast.parse(source)
+    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    annotated = any(isinstance(n, ast.AnnAssign) for n in ast.walk(tree))
+    lines, dropped = source.split("\n"), set()
+    for node in tree.body:
+        if not isinstance(node, ast.ImportFrom) or node.lineno != node.end_lineno:
+            continue
+        if lines[node.lineno - 1] != ast.get_source_segment(source, node):
+            continue  # shares its line with other statements: leave it
+        if node.module == "__future__" and [a.name for a in node.names] == ["annotations"] and not annotated:
+            dropped.add(node.lineno - 1)
+        elif node.module in ("typing", "collections.abc"):  # TYPE_CHECKING too, once its blocks are gone
+            keep = [a for a in node.names if (a.asname or a.name) in used]
+            names = ",".join(a.name + (f" as {a.asname}" if a.asname else "") for a in keep)
+            if keep:
+                lines[node.lineno - 1] = f"from {node.module} import {names}"
+            else:
+                dropped.add(node.lineno - 1)
+    return "\n".join(line for i, line in enumerate(lines) if i not in dropped)
 
 
 def _add(zf: zipfile.ZipFile, name: str, data: bytes) -> None:
@@ -75,9 +236,9 @@ def _add(zf: zipfile.ZipFile, name: str, data: bytes) -> None:
 
 
 def pack_sources(sources: dict[str, str]) -> bytes:
-    """Modules (archive name -> source) as one LZMA2 stream: ``module.name NUL source NUL ...``. One stream of
-    all the code packs about a tenth smaller than gzip over a zip of files (deflate's window is 32 KB)."""
-    parts = []
+    """BOOT and the modules (archive name -> source) as one LZMA2 stream: ``BOOT NUL module.name NUL source NUL
+    ...``. One stream of all the code packs about a tenth smaller than gzip over a zip of files."""
+    parts = [BOOT]
     for name, text in sources.items():
         parts += [name[: -len(".py")].replace("/", ".").removesuffix(".__init__"), text]
     raw = "\0".join(parts).encode()
@@ -87,19 +248,24 @@ def pack_sources(sources: dict[str, str]) -> bytes:
 def unpack_sources(data: bytes) -> dict[str, str]:
     """The modules inside a zipapp built by build_zipapp: module name -> source (what the loader sees)."""
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
-        items = lzma.decompress(zf.read(PACK), format=lzma.FORMAT_RAW, filters=LZMA_FILTERS).decode().split("\0")
-    return dict(zip(items[::2], items[1::2]))
+        main = zf.read("__main__.py").decode()
+    m = re.search(r"read\(\)\[(\d+):(\d+)\]", main)
+    assert m, "not a kubeseed runtime zipapp"
+    packed = data[int(m.group(1)) : int(m.group(2))]
+    items = lzma.decompress(packed, format=lzma.FORMAT_RAW, filters=LZMA_FILTERS).decode().split("\0")
+    return dict(zip(items[1::2], items[2::2]))
 
 
 @lru_cache(maxsize=8)
 def build_zipapp(role: str | None = None, minify: bool = True) -> bytes:
     """The runtime as an executable zip (``python3 kubeseed-runtime.pyz --help``), for ``role`` or complete:
-    a small loader as ``__main__.py`` and the modules, packed with LZMA, beside it."""
+    the modules packed with LZMA, and a one-line ``__main__.py`` that runs them."""
+    code = runtime_sources(role)
     sources = {"kubeseed/__init__.py": ""}
-    sources.update((n, shrink(t) if minify else t) for n, t in runtime_sources(role).items())
+    sources.update({n: shrink(t) for n, t in prune(code).items()} if minify else code)
+    packed = pack_sources(sources)
     buf = io.BytesIO()
-    buf.write(SHEBANG)
+    buf.write(SHEBANG + packed)  # data before a zip is allowed: zipimport finds the zip from its end
     with zipfile.ZipFile(buf, "w") as zf:
-        _add(zf, "__main__.py", LOADER.encode())
-        _add(zf, PACK, pack_sources(sources))
+        _add(zf, "__main__.py", MAIN.format(start=len(SHEBANG), end=len(SHEBANG) + len(packed)).encode())
     return buf.getvalue()

@@ -10,7 +10,7 @@ import urllib.error
 import urllib.request
 from typing import Any, Callable, Optional, Tuple
 
-from .workflow import Context, PhaseError
+from .workflow import Context, Timeout
 
 
 class Unreachable(Exception):
@@ -66,7 +66,7 @@ def call(
 
 def wait(ctx: Context, what: str, attempt: Callable[[], Any], first: float = 0.5, most: float = 5.0) -> Any:
     """Return ``attempt()``, retrying while it raises Unreachable: exponential backoff with jitter (``first``
-    doubling to ``most`` seconds) until the run's deadline, then a PhaseError naming what was awaited and the
+    doubling to ``most`` seconds) until the run's deadline, then a Timeout naming what was awaited and the
     last reason. ``attempt`` raises PhaseError to give up at once."""
     delay, n = first, 0
     while True:
@@ -74,10 +74,10 @@ def wait(ctx: Context, what: str, attempt: Callable[[], Any], first: float = 0.5
         try:
             return attempt()
         except Unreachable as e:
-            last = str(e)
+            last = e
         left = ctx.deadline - time.monotonic()
         if left <= 0:
-            raise PhaseError(f"timed out after {ctx.timeout:g}s waiting for {what} (last attempt: {last})")
+            raise Timeout(f"timed out after {ctx.timeout:g}s waiting for {what} (last attempt: {last})", last)
         if n == 1 or n % 5 == 0:
             ctx.say(f"\twaiting for {what}: {last}")
         time.sleep(min(delay * random.uniform(0.8, 1.2), left))

@@ -8,40 +8,35 @@ import os
 import sys
 from collections.abc import Sequence
 from importlib import import_module
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
-from .config import (
-    API_VERSION,
-    DEFAULT_VERSION,
-    NODE_CONFIG_PATH,
-    ConfigError,
-    NodeConfig,
-    load_node_config,
-    parse_node_config_file,
-    read_node_config,
-    split_endpoint,
-)
-from .tokens import parse_pin, parse_token
+from .config import API_VERSION, NODE_CONFIG_PATH, ConfigError, parse_node_config, read_node_config
+from .versions import DEFAULT
 from .workflow import Context, Phase, PhaseError, run, status
 
 VERSION = "0.1.0"
-ACTIONS = {"init": "master", "join": "node"}
-ROLE_MODULE = {"init": "master", "join": "join"}
+COMMANDS = {"master": "init", "node": "join"}  # each role's command is its package: runtime/init, runtime/join
 
 
-def phases(command: str) -> List[Phase]:
-    """The ordered phases of ``init`` (master) and ``join`` (node); each role's payload carries only its own."""
-    from . import preflight
-
-    module = f"{__package__}.{ROLE_MODULE[command]}"
+def load_role(role: str) -> Any:
+    """The one place a role's package is imported. A role package (init, join) exports ``phases()``, ``checks()``
+    (its own pre-flight checks), ``CONFIG`` (its own node-config fields, for parse_node_config's ``extend``) and
+    ``DONE`` (what to say when its command has run). Each role's payload carries only its own package."""
+    module = f"{__package__}.{COMMANDS[role]}"
     try:
-        steps = import_module(module).phases()
-    except ModuleNotFoundError as e:
+        return import_module(module)
+    except ImportError as e:  # the zipapp's loader raises it for the kubeseed modules it lacks
         if e.name != module:
             raise
-        role = ACTIONS[command]
-        raise ConfigError(command, f"this runtime was built for the other role; render the {role} payload") from None
-    return [Phase("preflight", "Running pre-flight checks", preflight.phase)] + steps
+        raise ConfigError("runtime", f"built for the other role: render this machine's {role} payload") from None
+
+
+def phases(role: Any) -> List[Phase]:
+    """The role's command as ordered phases, pre-flight checks first."""
+    from . import preflight
+
+    checks = Phase("preflight", "Running pre-flight checks", lambda ctx: preflight.phase(ctx, role.checks()))
+    return [checks] + role.phases()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,9 +55,10 @@ def _parser() -> argparse.ArgumentParser:
         metavar="all|CHECK,...",
         help="report these pre-flight errors as warnings",
     )
+    common.add_argument("-v", "--verbose", action="store_true", help="print the traceback of an unexpected error")
     pf = sub.add_parser("preflight", parents=[common], help="run the pre-flight checks only")
-    pf.add_argument("--role", choices=("master", "node"), help="default: from the node config, else node")
-    for cmd, role in ACTIONS.items():
+    pf.add_argument("--role", choices=tuple(COMMANDS), help="default: the node config's, else this runtime's")
+    for role, cmd in COMMANDS.items():
         c = sub.add_parser(cmd, parents=[common], help=f"first boot of a {role}: run the {cmd} phases")
         g = c.add_mutually_exclusive_group()
         g.add_argument("--phase", metavar="NAME", help="run only this phase (again)")
@@ -90,58 +86,59 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _config(args: argparse.Namespace, required: bool) -> Optional[NodeConfig]:
-    path = args.config or os.path.join(args.root or "/", NODE_CONFIG_PATH.lstrip("/"))
-    if args.command == "join":
-        return _join_config(args, path)
-    if not required and not args.config and not os.path.exists(path):
-        return None
-    return load_node_config(path)
-
-
-def _join_config(args: argparse.Namespace, path: str) -> NodeConfig:
-    """The node config with the command line's overrides; ENDPOINT and flags alone suffice."""
+def _join_doc(args: argparse.Namespace, path: str, flags: Dict[str, str]) -> Tuple[Any, str]:
+    """The node config with the command line's overrides (ENDPOINT and flags alone suffice); ``flags`` learns
+    which field each flag set, so that an error names the flag."""
     if args.config or not args.endpoint or os.path.exists(path):
         doc = read_node_config(path)
     else:
         doc, path = {"apiVersion": API_VERSION, "kind": "NodeConfig", "role": "node"}, "command line"
-        doc.update(clusterName="kubernetes", kubernetesVersion=DEFAULT_VERSION)
-    if not isinstance(doc, dict):
-        return parse_node_config_file(doc, path)  # says what is wrong with it
-    disc: Dict[str, Any] = doc["discovery"] if isinstance(doc.get("discovery"), dict) else {}
-    if args.endpoint:
+        doc.update(clusterName="kubernetes", kubernetesVersion=DEFAULT)
+        flags.update({"discovery.token": "--token", "discovery.caCertHashes": "--discovery-token-ca-cert-hash"})
+    if not isinstance(doc, dict) or doc.get("role", "node") != "node":
+        return doc, path  # parsing says what is wrong with it
+    disc = doc.setdefault("discovery", {})
+    disc = disc if isinstance(disc, dict) else {}  # not a mapping: parsing says so
+    for field, value, flag, target in (
+        ("controlPlaneEndpoint", args.endpoint, "ENDPOINT", doc),
+        ("token", args.token, "--token", disc),
+        ("caCertHashes", args.discovery_token_ca_cert_hash, "--discovery-token-ca-cert-hash", disc),
+        ("unsafeSkipCAVerification", args.discovery_token_unsafe_skip_ca_verification, "", disc),
+    ):
+        if value:
+            target[field] = value
+            flags[field if target is doc else "discovery." + field] = flag
+    return doc, path
+
+
+def _role_and_doc(args: argparse.Namespace, flags: Dict[str, str]) -> Tuple[Any, Any, str]:
+    """The command's role (its package loaded: the wrong role's runtime stops here) and the unparsed node config
+    (None when ``preflight`` has none) with where it came from."""
+    path = args.config or os.path.join(args.root or "/", NODE_CONFIG_PATH.lstrip("/"))
+    if args.command != "preflight":
+        name = "master" if args.command == "init" else "node"
         try:
-            split_endpoint(args.endpoint)
-        except ValueError as e:
-            raise ConfigError("ENDPOINT", f'"{args.endpoint}" {e}') from None
-        doc["controlPlaneEndpoint"] = args.endpoint
-    if args.token is not None:
-        try:
-            parse_token(args.token)
-        except ValueError as e:
-            raise ConfigError("--token", str(e)) from None
-        disc["token"] = args.token
-    for pin in args.discovery_token_ca_cert_hash:
-        try:
-            parse_pin(pin)
-        except ValueError as e:
-            msg = f"invalid discovery token CA certificate hash: {e}"
-            raise ConfigError("--discovery-token-ca-cert-hash", msg) from None
-    if args.discovery_token_ca_cert_hash:
-        disc["caCertHashes"] = args.discovery_token_ca_cert_hash
-    if args.discovery_token_unsafe_skip_ca_verification:
-        disc["unsafeSkipCAVerification"] = True
-    if doc.get("role", "node") == "node":
-        if not disc.get("token"):
-            raise ConfigError("--token", "is required: the bootstrap token ID.SECRET (kubeseed token create)")
-        if not disc.get("caCertHashes") and not disc.get("unsafeSkipCAVerification"):
+            doc, path = _join_doc(args, path, flags) if args.command == "join" else (read_node_config(path), path)
+        except ConfigError:
+            load_role(name)  # the other role's runtime says so first
+            raise
+        found = doc.get("role") if isinstance(doc, dict) else None
+        if found in COMMANDS and COMMANDS[found] != args.command:
             raise ConfigError(
-                "--discovery-token-ca-cert-hash",
-                "token discovery without a CA pin is unsafe: pass --discovery-token-ca-cert-hash sha256:<hex> "
-                "(kubeseed cluster create prints it), or --discovery-token-unsafe-skip-ca-verification",
+                "role", f"this node config is for a {found}; run `{COMMANDS[found]}`, not `{args.command}`"
             )
-        doc["discovery"] = disc
-    return parse_node_config_file(doc, path)
+        return load_role(name), doc, path
+    doc = read_node_config(path) if args.config or os.path.exists(path) else None
+    found = doc.get("role") if isinstance(doc, dict) else None
+    if args.role and found in COMMANDS and found != args.role:
+        raise ConfigError("--role", f"{path} is a {found}'s node config; drop --role, or pass --config")
+    name = found if found in COMMANDS else args.role
+    try:
+        return load_role(name or "node"), doc, path
+    except ConfigError:
+        if name:
+            raise
+    return load_role("master"), doc, path  # no config, no --role: this runtime's own role (node if it has both)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -152,7 +149,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if args.command == "status":
             return status(Context("status", None, args.root))
-        cfg = _config(args, args.command != "preflight")
+        flags: Dict[str, str] = {}
+        role, doc, path = _role_and_doc(args, flags)
+        cfg = None
+        try:
+            cfg = parse_node_config(doc, role.CONFIG) if doc is not None else None
+        except ConfigError as e:  # named after the flag that set the field, else the file's field
+            field = e.path.split("[")[0]
+            raise ConfigError(flags[field] if flags.get(field) else f"{path}: {e.path}", e.message) from None
         ignore = frozenset(x.strip().lower() for x in args.ignore_preflight_errors.split(",") if x.strip())
         timeout = getattr(args, "timeout", 300)
         if timeout <= 0:
@@ -164,36 +168,37 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             except ValueError:
                 raise ConfigError("--advertise-address", f'"{advertise}" is not an IP address') from None
         ctx = Context(
-            args.command, cfg, args.root, args.node_name, ignore, timeout=timeout, advertise_address=advertise
+            args.command,
+            cfg,
+            args.root,
+            args.node_name,
+            ignore,
+            timeout=timeout,
+            advertise_address=advertise,
+            verbose=args.verbose,
         )
         if args.command == "preflight":
             from . import preflight
 
             ctx.say("[preflight] Running pre-flight checks")
             try:
-                preflight.phase(ctx, role=args.role or "")
+                preflight.phase(ctx, role.checks())
             except PhaseError as e:
                 raise PhaseError(f"[preflight] {e}") from None
             ctx.say("[preflight] all checks passed")
             return 0
-        assert cfg is not None
-        want = ACTIONS[args.command]
-        if cfg.role != want:
-            other = "init" if cfg.role == "master" else "join"
-            raise ConfigError("role", f"this node config is for a {cfg.role}; run `{other}`, not `{args.command}`")
-        names = [p.name for p in phases(args.command)]
+        steps = phases(role)
+        names = [p.name for p in steps]
         chosen = [args.phase] if args.phase else [x for x in args.skip_phases.split(",") if x]
-        for name in chosen:
-            if name not in names:
+        for phase_name in chosen:
+            if phase_name not in names:
                 raise ConfigError(
                     "--phase" if args.phase else "--skip-phases",
-                    f'unknown phase "{name}"; {args.command} has: {", ".join(names)}',
+                    f'unknown phase "{phase_name}"; {args.command} has: {", ".join(names)}',
                 )
-        code = run(ctx, phases(args.command), args.phase or "", frozenset(chosen if not args.phase else ()))
-        if code == 0 and args.command == "join" and not args.phase:
-            from .join import joined
-
-            ctx.say(joined())
+        code = run(ctx, steps, args.phase or "", frozenset(chosen if not args.phase else ()))
+        if code == 0 and role.DONE and not args.phase:
+            ctx.say(role.DONE)
         return code
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -203,8 +208,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
     except ImportError as e:
         name = e.name or "?"
-        if name.startswith("kubeseed"):  # each role's zipapp carries only its own modules
-            fix = "this runtime was built for the other role: render this machine's payload again"
+        if name.startswith("kubeseed"):
+            fix = "this runtime is incomplete: render the payload again"
         else:
             fix = f"install it (e.g. apt-get install python3-{name.split('.')[0]})"
         print(f"error: Python module {name} is missing; {fix}", file=sys.stderr)

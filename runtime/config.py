@@ -1,13 +1,19 @@
-"""The node config (/etc/kubeseed/config.yaml): the contract between generator and runtime."""
+"""The node config (/etc/kubeseed/config.yaml): the contract between generator and runtime.
+
+These dataclasses and parsers are the one schema: the generator's cluster model parses its networking and kubelet
+sections with the same sub-parsers, and writes the node config from these types. Defaults live here only, and are
+part of the API version: they never change within kubeseed.io/v1alpha1, so a writer may leave them out. A role's
+own fields (the master's keys and tokens) are parsed by the hook its package passes as ``extend``."""
 
 from __future__ import annotations
 
 import ipaddress
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .tokens import parse_pin, parse_token
+from .versions import DEFAULT, Version
 
 API_VERSION = "kubeseed.io/v1alpha1"
 RUNTIME_PATH = "/opt/kubeseed/kubeseed-runtime.pyz"
@@ -16,17 +22,18 @@ STATE_PATH = "/var/lib/kubeseed/state.json"
 LOG_PATH = "/var/log/kubeseed.log"
 ROLES = ("master", "node")
 KEY_ALGORITHMS = ("ECDSA-P256", "ECDSA-P384", "RSA-2048", "RSA-3072", "RSA-4096")
+CGROUP_DRIVERS = ("systemd", "cgroupfs")
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 DNS_NAME = re.compile(r"(?=.{1,253}\Z)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*")
-VERSION = re.compile(r"v(\d+)\.(\d+)\.(\d+)")
-DEFAULT_VERSION = "v1.35.5"  # a node joined by flags alone, without a node config, assumes this
-MIN_MINOR, MAX_MINOR = 30, 36  # the Kubernetes minors whose kubeadm layout this runtime reproduces
+FLAG_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
+CRI_ENDPOINT = re.compile(r"unix:///\S+")
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class ConfigError(Exception):
     def __init__(self, path: str, message: str) -> None:
         super().__init__(f"{path}: {message}")
-        self.path = path
+        self.path, self.message = path, message
 
 
 @dataclass
@@ -34,6 +41,16 @@ class Networking:
     pod_subnet: str = "10.244.0.0/16"
     service_subnet: str = "10.96.0.0/12"
     dns_domain: str = "cluster.local"
+
+    @property
+    def api_service_ip(self) -> str:
+        """The ``kubernetes`` Service's address: the first of the service range (parse_networking checks it)."""
+        return str(ipaddress.ip_network(self.service_subnet)[1])
+
+    @property
+    def cluster_dns_ip(self) -> str:
+        """kube-dns's address: kubeadm takes the tenth of the service range (parse_networking checks it)."""
+        return str(ipaddress.ip_network(self.service_subnet)[10])
 
 
 @dataclass
@@ -56,7 +73,7 @@ class NodeConfig:
     role: str
     cluster_name: str
     control_plane_endpoint: str
-    kubernetes_version: str
+    kubernetes_version: str = DEFAULT
     node_name: str = ""
     image_repository: str = "registry.k8s.io"
     key_algorithm: str = "ECDSA-P256"
@@ -68,11 +85,11 @@ class NodeConfig:
     addons: List[str] = field(default_factory=list)
 
     @property
-    def minor(self) -> int:
-        return int(self.kubernetes_version.split(".")[1])
+    def version(self) -> Version:
+        return Version(self.kubernetes_version)
 
 
-def split_endpoint(endpoint: str) -> tuple:
+def split_endpoint(endpoint: str) -> Tuple[str, int]:
     """``host:port`` or ``[v6]:port`` -> (host, port); ValueError says why not."""
     m = re.fullmatch(r"\[([0-9a-fA-F:.]+)\]:(\d{1,5})|([^:\[\]/\s]+):(\d{1,5})", endpoint)
     if not m:
@@ -104,72 +121,131 @@ def cidr_error(value: Any) -> str:
     return ""
 
 
-class _Doc:
+class Doc:
     """A mapping being read: typed getters whose errors carry the field path; unknown keys are errors."""
 
-    def __init__(self, data: Any, path: str, known: tuple) -> None:
+    def __init__(self, data: Any, path: str, known: Tuple[str, ...]) -> None:
         if not isinstance(data, dict):
             raise ConfigError(path or "(document)", f"must be a mapping, found {type(data).__name__}")
-        for k in data:
-            if k not in known:
-                raise ConfigError(self._p(path, k), "unknown field")
         self.data, self.path = data, path
+        for k in data:
+            check(k in known, self.at(k), "unknown field")
 
-    @staticmethod
-    def _p(path: str, key: Any) -> str:
-        return f"{path}.{key}" if path else str(key)
+    def at(self, key: Any) -> str:
+        return f"{self.path}.{key}" if self.path else str(key)
 
     def get(self, key: str, kind: type, default: Any = None, required: bool = False) -> Any:
         value = self.data.get(key, default)
         if value is None:
             if required:
-                raise ConfigError(self._p(self.path, key), "is required")
+                raise ConfigError(self.at(key), "is required")
             return default
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise ConfigError(self._p(self.path, key), f"must be a {kind.__name__}, found {type(value).__name__}")
+            raise ConfigError(self.at(key), f"must be a {kind.__name__}, found {type(value).__name__}")
         return value
 
-    def sub(self, key: str, known: tuple) -> _Doc:
-        return _Doc(self.data.get(key) or {}, self._p(self.path, key), known)
+    def sub(self, key: str, known: Tuple[str, ...]) -> Doc:
+        return Doc(self.data.get(key) or {}, self.at(key), known)
 
 
-def _check(ok: bool, path: str, message: str) -> None:
+def check(ok: bool, path: str, message: str) -> None:
     if not ok:
         raise ConfigError(path, message)
 
 
-def parse_node_config(data: Any) -> NodeConfig:
-    top = (
-        "apiVersion",
-        "kind",
-        "role",
-        "clusterName",
-        "nodeName",
-        "controlPlaneEndpoint",
-        "kubernetesVersion",
-        "imageRepository",
-        "keyAlgorithm",
-        "networking",
-        "kubelet",
-        "discovery",
-        "pki",
-        "bootstrapTokens",
-        "addons",
+NETWORKING = ("podSubnet", "serviceSubnet", "dnsDomain")
+KUBELET = ("cgroupDriver", "containerRuntimeEndpoint", "extraArgs", "serverTLSBootstrap")
+
+
+def parse_networking(n: Doc) -> Networking:
+    """The networking section, with the values kubeadm derives from it checked here, not when first used."""
+    net = Networking(
+        n.get("podSubnet", str, Networking.pod_subnet),
+        n.get("serviceSubnet", str, Networking.service_subnet),
+        n.get("dnsDomain", str, Networking.dns_domain),
     )
+    for key, value in (("podSubnet", net.pod_subnet), ("serviceSubnet", net.service_subnet)):
+        err = cidr_error(value)
+        check(not err, n.at(key), err)
+    net.pod_subnet, net.service_subnet = net.pod_subnet.lower(), net.service_subnet.lower()
+    svc = ipaddress.ip_network(net.service_subnet)
+    least = svc.max_prefixlen - 20  # kubeadm: at most 20 host bits; kube-dns takes the tenth address
+    check(
+        least <= svc.prefixlen <= svc.max_prefixlen - 4,
+        n.at("serviceSubnet"),
+        f"{svc} must be a /{least} to /{svc.max_prefixlen - 4}: kube-dns takes its tenth address, and kubeadm "
+        "allows at most 20 host bits",
+    )
+    check(bool(DNS_NAME.fullmatch(net.dns_domain)), n.at("dnsDomain"), f'"{net.dns_domain}" is not a DNS domain')
+    return net
+
+
+def parse_kubelet(k: Doc) -> Kubelet:
+    kubelet = Kubelet(
+        k.get("cgroupDriver", str, Kubelet.cgroup_driver),
+        k.get("containerRuntimeEndpoint", str, Kubelet.container_runtime_endpoint),
+        {},
+        k.get("serverTLSBootstrap", bool, Kubelet.server_tls_bootstrap),
+    )
+    check(
+        kubelet.cgroup_driver in CGROUP_DRIVERS,
+        k.at("cgroupDriver"),
+        f'"{kubelet.cgroup_driver}" is not one of {", ".join(CGROUP_DRIVERS)}',
+    )
+    cri = kubelet.container_runtime_endpoint
+    check(bool(CRI_ENDPOINT.fullmatch(cri)), k.at("containerRuntimeEndpoint"), "must be a unix:///path/to/socket URL")
+    extra = k.get("extraArgs", dict, {})
+    for name, value in extra.items():
+        path = f"{k.at('extraArgs')}.{name}"
+        check(
+            isinstance(name, str) and bool(FLAG_NAME.fullmatch(name)),
+            path,
+            "flag names are lower-case words joined by '-', without '--'",
+        )
+        check(
+            isinstance(value, (str, int, float)) and not isinstance(value, bool) and not CONTROL.search(str(value)),
+            path,
+            'must be a one-line string, e.g. {max-pods: "150"}',
+        )
+        kubelet.extra_args[name] = str(value)
+    return kubelet
+
+
+TOP = (
+    "apiVersion",
+    "kind",
+    "role",
+    "clusterName",
+    "nodeName",
+    "controlPlaneEndpoint",
+    "kubernetesVersion",
+    "imageRepository",
+    "keyAlgorithm",
+    "networking",
+    "kubelet",
+    "discovery",
+)
+
+
+def parse_node_config(
+    data: Any, extend: Optional[Tuple[Tuple[str, ...], Callable[[Doc, NodeConfig], None]]] = None
+) -> NodeConfig:
+    """The node config in ``data``. ``extend`` is a role's own top-level fields: their names, and the parser that
+    checks them and fills them into the NodeConfig (the master's keys and tokens)."""
     if isinstance(data, dict) and data.get("apiVersion") != API_VERSION:
         raise ConfigError(
             "apiVersion",
             f'unknown version "{data.get("apiVersion")}"; this runtime reads '
-            f"{API_VERSION}: re-render the payload with a kubeseed that matches this runtime",
+            f"{API_VERSION}: render the payload again with a matching kubeseed",
         )
-    d = _Doc(data, "", top)
-    _check(d.get("kind", str) == "NodeConfig", "kind", f'must be NodeConfig, found "{d.get("kind", str)}"')
+    d = Doc(data, "", TOP + (extend[0] if extend else ()))
+    check(d.get("kind", str) == "NodeConfig", "kind", f'must be NodeConfig, found "{d.get("kind", str)}"')
     role = d.get("role", str, required=True)
-    _check(role in ROLES, "role", f'"{role}" is not one of master, node')
+    check(role in ROLES, "role", f'"{role}" is not one of master, node')
     name = d.get("clusterName", str, required=True)
-    _check(bool(DNS_LABEL.fullmatch(name)), "clusterName", f'"{name}" is not a DNS-1123 label')
+    check(bool(DNS_LABEL.fullmatch(name)), "clusterName", f'"{name}" is not a DNS-1123 label')
     node_name = d.get("nodeName", str, "")
-    _check(
+    check(
         not node_name or bool(DNS_NAME.fullmatch(node_name)),
         "nodeName",
         f'"{node_name}" is not a valid node name (lower-case DNS name)',
@@ -180,90 +256,55 @@ def parse_node_config(data: Any) -> NodeConfig:
     except ValueError as e:
         raise ConfigError("controlPlaneEndpoint", f'"{endpoint}" {e}') from None
     version = d.get("kubernetesVersion", str, required=True)
-    m = VERSION.fullmatch(version)
-    _check(bool(m), "kubernetesVersion", f'"{version}" is not a version like v1.35.5')
-    _check(
-        m is not None and m.group(1) == "1" and MIN_MINOR <= int(m.group(2)) <= MAX_MINOR,
-        "kubernetesVersion",
-        f'"{version}" is not supported by this runtime (v1.{MIN_MINOR} to v1.{MAX_MINOR})',
-    )
-    alg = d.get("keyAlgorithm", str, "ECDSA-P256")
-    _check(alg in KEY_ALGORITHMS, "keyAlgorithm", f'"{alg}" is not one of {", ".join(KEY_ALGORITHMS)}')
-
-    n = d.sub("networking", ("podSubnet", "serviceSubnet", "dnsDomain"))
-    net = Networking(
-        n.get("podSubnet", str, "10.244.0.0/16"),
-        n.get("serviceSubnet", str, "10.96.0.0/12"),
-        n.get("dnsDomain", str, "cluster.local"),
-    )
-    for key, value in (("podSubnet", net.pod_subnet), ("serviceSubnet", net.service_subnet)):
-        err = cidr_error(value)
-        _check(not err, f"networking.{key}", err)
-    _check(bool(DNS_NAME.fullmatch(net.dns_domain)), "networking.dnsDomain", f'"{net.dns_domain}" is not a DNS domain')
-
-    k = d.sub("kubelet", ("cgroupDriver", "containerRuntimeEndpoint", "extraArgs", "serverTLSBootstrap"))
-    kubelet = Kubelet(
-        k.get("cgroupDriver", str, "systemd"),
-        k.get("containerRuntimeEndpoint", str, "unix:///run/containerd/containerd.sock"),
-        k.get("extraArgs", dict, {}),
-        k.get("serverTLSBootstrap", bool, False),
-    )
-    _check(
-        kubelet.cgroup_driver in ("systemd", "cgroupfs"),
-        "kubelet.cgroupDriver",
-        f'"{kubelet.cgroup_driver}" is not one of systemd, cgroupfs',
-    )
-    _check(
-        kubelet.container_runtime_endpoint.startswith("unix:///"),
-        "kubelet.containerRuntimeEndpoint",
-        "must be a unix:///path/to/socket URL",
-    )
-    for key, value in kubelet.extra_args.items():
-        _check(isinstance(key, str) and isinstance(value, str), f"kubelet.extraArgs.{key}", "must be a string")
-
+    try:
+        Version(version)
+    except ValueError as e:
+        raise ConfigError("kubernetesVersion", str(e)) from None
+    alg = d.get("keyAlgorithm", str, NodeConfig.key_algorithm)
+    check(alg in KEY_ALGORITHMS, "keyAlgorithm", f'"{alg}" is not one of {", ".join(KEY_ALGORITHMS)}')
     cfg = NodeConfig(
         role=role,
         cluster_name=name,
         control_plane_endpoint=endpoint,
         kubernetes_version=version,
         node_name=node_name,
-        image_repository=d.get("imageRepository", str, "registry.k8s.io"),
+        image_repository=d.get("imageRepository", str, NodeConfig.image_repository),
         key_algorithm=alg,
-        networking=net,
-        kubelet=kubelet,
+        networking=parse_networking(d.sub("networking", NETWORKING)),
+        kubelet=parse_kubelet(d.sub("kubelet", KUBELET)),
     )
     if "discovery" in d.data:
-        disc = d.sub("discovery", ("token", "caCertHashes", "unsafeSkipCAVerification"))
-        token = disc.get("token", str, required=True)
-        try:
-            parse_token(token)
-        except ValueError as e:
-            raise ConfigError("discovery.token", str(e)) from None
-        pins = disc.get("caCertHashes", list, [])
-        for i, pin in enumerate(pins):
-            try:
-                pins[i] = parse_pin(pin if isinstance(pin, str) else "")
-            except ValueError as e:
-                raise ConfigError(
-                    f"discovery.caCertHashes[{i}]", f"invalid discovery token CA certificate hash: {e}"
-                ) from None
-        unsafe = disc.get("unsafeSkipCAVerification", bool, False)
-        _check(
-            bool(pins) or unsafe,
-            "discovery.caCertHashes",
-            "at least one CA pin is required (or set "
-            "unsafeSkipCAVerification: true, which lets a network attacker impersonate the API server)",
-        )
-        cfg.discovery = Discovery(token, pins, unsafe)
+        cfg.discovery = parse_discovery(d.sub("discovery", ("token", "caCertHashes", "unsafeSkipCAVerification")))
     if role == "node":
-        _check(cfg.discovery is not None, "discovery", "is required for a node (token and CA pins)")
-    else:  # only the master's runtime carries this module
-        try:
-            from .master import parse_master_fields
-        except ImportError:
-            raise ConfigError("role", "this runtime was built for nodes; render the master payload again") from None
-        parse_master_fields(d, cfg)
+        check(cfg.discovery is not None, "discovery", "is required for a node (token and CA pins)")
+    if extend:
+        extend[1](d, cfg)
     return cfg
+
+
+def parse_discovery(disc: Doc) -> Discovery:
+    token = disc.get("token", str, "")
+    check(bool(token), disc.at("token"), "is required: the bootstrap token ID.SECRET (kubeseed token create)")
+    try:
+        parse_token(token)
+    except ValueError as e:
+        raise ConfigError(disc.at("token"), str(e)) from None
+    pins = list(disc.get("caCertHashes", list, []))
+    for i, pin in enumerate(pins):
+        try:
+            pins[i] = parse_pin(pin if isinstance(pin, str) else "")
+        except ValueError as e:
+            raise ConfigError(
+                f"{disc.at('caCertHashes')}[{i}]", f"invalid discovery token CA certificate hash: {e}"
+            ) from None
+    unsafe = disc.get("unsafeSkipCAVerification", bool, False)
+    check(
+        bool(pins) or unsafe,
+        disc.at("caCertHashes"),
+        "at least one CA pin (sha256:<hex>) is required; without one (unsafeSkipCAVerification, "
+        "--discovery-token-unsafe-skip-ca-verification) a network attacker can impersonate the API server",
+    )
+    return Discovery(token, pins, unsafe)
 
 
 def read_node_config(path: str) -> Any:
@@ -283,13 +324,11 @@ def read_node_config(path: str) -> Any:
         raise ConfigError(path, f"is not valid YAML: {str(e).splitlines()[0]}") from None
 
 
-def parse_node_config_file(data: Any, path: str) -> NodeConfig:
-    """``parse_node_config`` whose errors name the file too."""
+def load_node_config(path: str, extend: Any = None) -> NodeConfig:
+    """The node config at ``path``; errors name the file too."""
     try:
-        return parse_node_config(data)
+        return parse_node_config(read_node_config(path), extend)
     except ConfigError as e:
-        raise ConfigError(f"{path}: {e.path}", str(e).split(": ", 1)[1]) from None
-
-
-def load_node_config(path: str) -> NodeConfig:
-    return parse_node_config_file(read_node_config(path), path)
+        if e.path == path:
+            raise
+        raise ConfigError(f"{path}: {e.path}", e.message) from None

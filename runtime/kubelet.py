@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import subprocess
 import time
 
@@ -27,7 +26,6 @@ def kubelet_configuration(ctx: Context) -> dict:
     """KubeletConfiguration with the settings kubeadm writes (kubelet-config ConfigMap)."""
     cfg = ctx.config
     assert cfg is not None
-    net = ipaddress.ip_network(cfg.networking.service_subnet)
     return {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
@@ -38,7 +36,7 @@ def kubelet_configuration(ctx: Context) -> dict:
         },
         "authorization": {"mode": "Webhook", "webhook": {"cacheAuthorizedTTL": "0s", "cacheUnauthorizedTTL": "0s"}},
         "cgroupDriver": cfg.kubelet.cgroup_driver,
-        "clusterDNS": [str(net[10])],  # kubeadm: the tenth address of the service range
+        "clusterDNS": [cfg.networking.cluster_dns_ip],
         "clusterDomain": cfg.networking.dns_domain,
         "containerRuntimeEndpoint": cfg.kubelet.container_runtime_endpoint,
         "rotateCertificates": True,
@@ -58,12 +56,6 @@ def config_phase(ctx: Context) -> None:
     flags = " ".join(f"--{k}={v}" for k, v in args.items())
     write_atomic(ctx.path(FLAGS), f'KUBELET_KUBEADM_ARGS="{flags}"\n', 0o644)
     write_atomic(ctx.path(DROP_IN), DROP_IN_TEXT, 0o644)
-
-
-def master_phase(ctx: Context) -> None:
-    """init's kubelet-start: the same configuration as a node's, then start it (it runs the static pods)."""
-    config_phase(ctx)
-    start_phase(ctx)
 
 
 def _systemctl(*args: str) -> subprocess.CompletedProcess:

@@ -5,16 +5,19 @@ from __future__ import annotations
 import datetime
 import ipaddress
 from collections.abc import Sequence
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from .keys import PrivateKey, key_pem, load_key, new_key
+from .keys import key_pem, load_key, new_key
 
-__all__ = ["PrivateKey", "key_pem", "load_key", "new_key"]  # re-exported: the generator uses pki only
+if TYPE_CHECKING:
+    from .keys import PrivateKey
+
+__all__ = ["key_pem", "load_key", "new_key"]  # re-exported: the generator uses pki only
 
 CA_DAYS = 3650
 LEAF_DAYS = 365

@@ -10,19 +10,20 @@ import socket
 import stat
 import subprocess
 import sys
-from typing import Callable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, List, Optional, Tuple
 
-from .config import DNS_NAME
+from .config import DNS_NAME, Kubelet
+from .versions import DEFAULT, Version
 from .workflow import Context, PhaseError
 
 PATH_DIRS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
-LATEST_MINOR = 36
 K8S_REPO = (
     "the Kubernetes package repository (https://pkgs.k8s.io/core:/stable:/v1.{0}/deb/, see "
     "https://kubernetes.io/docs/setup/production-environment/tools/kubeadm/install-kubeadm/)"
 )
-Result = List[Tuple[str, str]]  # (level "error"|"warning", message)
-Check = Tuple[str, Callable[["Env"], Result]]
+if TYPE_CHECKING:
+    Result = List[Tuple[str, str]]  # (level "error"|"warning", message)
+    Check = Tuple[str, Callable[["Env"], Result]]
 
 
 class Env:
@@ -98,17 +99,17 @@ def _binary(name: str, level: str, package: str) -> Check:
     return f"FileExisting-{name}", lambda env: [] if env.which(name) else [(level, msg)]
 
 
-def _file_available(path: str) -> Check:
+def file_available(path: str) -> Check:
     msg = f"{path} already exists (left by another cluster?). Remove it, or run reset"
     return "FileAvailable-" + path.replace("/", "-"), lambda env: [("error", msg)] if env.exists(path) else []
 
 
-def _dir_available(path: str) -> Check:
+def dir_available(path: str) -> Check:
     msg = f"{path} is not empty (left by another cluster?). Empty it, or run reset"
     return "DirAvailable-" + path.replace("/", "-"), lambda env: [("error", msg)] if env.listdir(path) else []
 
 
-def _port(port: int) -> Check:
+def port(port: int) -> Check:
     msg = f"Port {port} is in use. Stop what listens there (see: ss -ltnp 'sport = :{port}')"
     return f"Port-{port}", lambda env: [("error", msg)] if env.port_in_use(port) else []
 
@@ -137,7 +138,9 @@ def _python(env: Env) -> Result:
     return out
 
 
-def _kubelet(minor: int) -> Callable[[Env], Result]:
+def _kubelet(version: Version) -> Callable[[Env], Result]:
+    minor = version.minor
+
     def check(env: Env) -> Result:
         path = env.which("kubelet")
         if not path:
@@ -149,7 +152,7 @@ def _kubelet(minor: int) -> Callable[[Env], Result]:
         if not m:
             return [("warning", f"cannot tell the version of {path}")]
         found = int(m.group(1))
-        if minor - 3 <= found <= minor:
+        if version.kubelet_skew_ok(found):
             return []
         why = "the kubelet may be at most 3 minor versions older, never newer"
         return [
@@ -206,42 +209,36 @@ def _hostname(node_name: str) -> Callable[[Env], Result]:
     return check
 
 
-def checks(role: str, minor: int, endpoint: str, node_name: str) -> List[Check]:
-    """The checks for ``role`` on Kubernetes v1.``minor`` (the required binaries changed from 1.30 to 1.33)."""
+def checks(version: Version, cri_endpoint: str, node_name: str, extra: List[Check]) -> List[Check]:
+    """Every machine's checks for Kubernetes ``version`` (the required binaries changed from 1.30 to 1.33), then
+    ``extra``: the role's own."""
     cs: List[Check] = [
         ("IsPrivilegedUser", _privileged),
         ("Python", _python),
-        ("FileExisting-kubelet", _kubelet(minor)),
-        ("CRI", _cri(endpoint)),
+        ("FileExisting-kubelet", _kubelet(version)),
+        ("CRI", _cri(cri_endpoint)),
     ]
     binaries = [("mount", "error", "mount"), ("nsenter", "error", "util-linux"), ("touch", "warning", "coreutils")]
-    if minor < 32:
-        binaries += [("crictl", "error" if minor < 31 else "warning", "cri-tools"), ("conntrack", "error", "conntrack")]
-        binaries += [("socat", "warning", "socat"), ("ebtables", "warning", "ebtables")]
-    if minor < 33:
+    if version.checks_proxy_tools:
+        binaries += [("crictl", "error" if version.crictl_required else "warning", "cri-tools")]
+        binaries += [
+            ("conntrack", "error", "conntrack"),
+            ("socat", "warning", "socat"),
+            ("ebtables", "warning", "ebtables"),
+        ]
+    if version.checks_network_tools:
         binaries += [("ip", "error", "iproute2"), ("iptables", "error", "iptables")]
         binaries += [("ethtool", "warning", "ethtool"), ("tc", "warning", "iproute2")]
     cs += [_binary(*b) for b in binaries]
     cs += [("Swap", _swap), ("FileContent--proc-sys-net-ipv4-ip_forward", _ip_forward), ("KernelModules", _modules)]
-    cs += [("Hostname", _hostname(node_name)), _port(10250)]
-    if role == "master":  # only the master's runtime carries these
-        try:
-            from .master import preflight_checks
-        except ImportError:
-            raise PhaseError("this runtime was built for nodes: the master's checks come with its payload") from None
-        cs += preflight_checks()
-    else:
-        cs += [_dir_available("/etc/kubernetes/manifests")]
-        cs += [
-            _file_available(f"/etc/kubernetes/{f}") for f in ("kubelet.conf", "bootstrap-kubelet.conf", "pki/ca.crt")
-        ]
-    return cs
+    cs += [("Hostname", _hostname(node_name)), port(10250)]
+    return cs + extra
 
 
 def run_checks(ctx: Context, cs: List[Check], env: Env) -> None:
     """Print kubeadm-style lines; raise PhaseError when an error is not ignored."""
     if env.root:
-        ctx.say(f"\t[INFO] --root {env.root}: binaries and files are looked up there, kernel and ports here")
+        ctx.say(f"\t[INFO] --root {env.root}: binaries and files are looked up there; kernel and ports here")
     errors: List[str] = []
     ignore = ctx.ignore_errors
     for name, check in cs:
@@ -256,10 +253,10 @@ def run_checks(ctx: Context, cs: List[Check], env: Env) -> None:
         )
 
 
-def phase(ctx: Context, env: Optional[Env] = None, role: str = "", minor: int = LATEST_MINOR) -> None:
+def phase(ctx: Context, extra: List[Check], env: Optional[Env] = None) -> None:
+    """The checks for this machine's config (or the defaults, for ``preflight`` without one), then the role's."""
     cfg = ctx.config
-    if cfg:
-        role, minor = cfg.role, cfg.minor
-    endpoint = cfg.kubelet.container_runtime_endpoint if cfg else "unix:///run/containerd/containerd.sock"
+    version = cfg.version if cfg else Version(DEFAULT)
+    cri = cfg.kubelet.container_runtime_endpoint if cfg else Kubelet.container_runtime_endpoint
     node_name = ctx.node_name or (cfg.node_name if cfg else "")
-    run_checks(ctx, checks(role or "node", minor, endpoint, node_name), env or Env(ctx.root))
+    run_checks(ctx, checks(version, cri, node_name, extra), env or Env(ctx.root))

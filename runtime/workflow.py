@@ -16,6 +16,14 @@ class PhaseError(Exception):
     """A phase failed: ``str()`` says what was expected, what was found, and the fix."""
 
 
+class Timeout(PhaseError):
+    """The run's deadline passed while waiting for something; ``last`` is the last reason it was not there."""
+
+    def __init__(self, message: str, last: Optional[Exception] = None) -> None:
+        super().__init__(message)
+        self.last = last
+
+
 class Context:
     def __init__(
         self,
@@ -27,12 +35,14 @@ class Context:
         out: Any = None,
         timeout: float = 300,
         advertise_address: str = "",
+        verbose: bool = False,
     ) -> None:
         self.command, self.config, self.root, self.node_name = command, config, root, node_name
         self.ignore_errors = ignore_errors
         self.out = out or sys.stdout
         self.timeout, self.deadline = timeout, time.monotonic() + timeout
         self.advertise_address = advertise_address
+        self.verbose = verbose
 
     def path(self, p: str) -> str:
         """``p`` on the machine, or inside ``--root``."""
@@ -122,6 +132,14 @@ def run(ctx: Context, phases: List[Phase], only: str = "", skip: frozenset = fro
             phase.run(ctx)
         except PhaseError as e:
             message, ok = str(e), False
+        except Exception as e:  # a bug, or something no check foresaw: recorded like any failure
+            message, ok = f"{type(e).__name__}: {e}".strip().splitlines()[-1], False  # its last line
+            if ctx.verbose:
+                import traceback
+
+                traceback.print_exc()
+            else:
+                message += " (-v shows the traceback)"
         rec = {
             "result": "done" if ok else "failed",
             "duration": round(time.time() - started, 3),
@@ -130,7 +148,7 @@ def run(ctx: Context, phases: List[Phase], only: str = "", skip: frozenset = fro
         if message:
             rec["message"] = message
         state["phases"][phase.name] = rec
-        write_atomic(ctx.path(STATE_PATH), json.dumps(state, indent=1, sort_keys=True) + "\n")
+        write_atomic(ctx.path(STATE_PATH), json.dumps(state, indent=1) + "\n")
         _log(ctx, dict(rec, command=ctx.command, phase=phase.name))
         ctx.say(f"[{phase.name}] {phase.title}... {_mark(ok, ctx.out)}")
         if not ok:
@@ -147,7 +165,7 @@ def status(ctx: Context) -> int:
     ctx.say(f"command: {state.get('command', '?')}")
     ctx.say(f"{'PHASE':<22}{'RESULT':<9}DURATION")
     failed = 0
-    for name, rec in state["phases"].items():
+    for name, rec in state["phases"].items():  # in the order they first ran (state.json keeps it)
         ctx.say(f"{name:<22}{rec.get('result', '?'):<9}{rec.get('duration', 0):.2f}s")
         if rec.get("result") != "done":
             failed += 1

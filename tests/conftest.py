@@ -5,7 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import kubeseed
+from tests.support.helpers import SSH_KEY, kubeseed
+
+# check_joined's assertions keep pytest's detailed messages, as they had in tests/runtime/test_join.py
+pytest.register_assert_rewrite("tests.support.join")
 
 
 @pytest.fixture(scope="session")
@@ -23,9 +26,6 @@ def cluster(cluster_template: Path, tmp_path: Path) -> Path:
     dst = tmp_path / "demo"
     shutil.copytree(cluster_template, dst)
     return dst
-
-
-SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGn4kubeseedtestkey ops@example"
 
 
 @pytest.fixture(scope="session")

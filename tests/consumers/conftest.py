@@ -4,10 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import kubeseed
+from tests.support.helpers import HOSTNAMES, kubeseed
 
 ROLES_FORMATS = [("master", "cloud-init"), ("node", "cloud-init"), ("master", "ignition"), ("node", "ignition")]
-HOSTNAMES = {"master": "cp-1", "node": "worker-1"}
 
 
 @pytest.fixture(scope="module")

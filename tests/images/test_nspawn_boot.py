@@ -3,8 +3,8 @@ running the runtime baked into the image, against the in-test API server on the 
 
 Each boot gets its own copy of the session's image tree (the product builder's output, see conftest.py), a
 NoCloud seed with a payload rendered with ``--runtime preinstalled``, and the TEST STAND-IN kubelet described in
-tests/images/nspawn.py (no kubelet binary can be had here; containerd is the image's real one). No
-kube-apiserver can be had either: tests/apiserver.py plays it, with real TLS, as in tests/runtime/.
+tests/support/nspawn.py (no kubelet binary can be had here; containerd is the image's real one). No
+kube-apiserver can be had either: tests/support/apiserver/ plays it, with real TLS, as in tests/runtime/.
 """
 
 from __future__ import annotations
@@ -18,16 +18,16 @@ from typing import Any
 import pytest
 import yaml
 
-from kubeseed.generator.images import TreeInfo
+from kubeseed.generator.goldenimage.build import TreeInfo
 from kubeseed.generator.tokens import load_tokens
-from kubeseed.runtime import master as master_runtime
+from kubeseed.runtime import init as master_runtime
 from kubeseed.runtime import pki
 from kubeseed.runtime.config import NODE_CONFIG_PATH, RUNTIME_PATH
 from kubeseed.runtime.keys import signed_by
-from tests.apiserver import FakeAPIServer
-from tests.helpers import cloud_init_files, free_port, kubeseed, need_tool
-from tests.images.nspawn import RESULT, STATUS, Container, add_kubelet_stand_in, copy_tree, write_seed
-from tests.runtime.test_join import check_joined, server_tokens
+from tests.support.apiserver import FakeAPIServer
+from tests.support.helpers import cloud_init_files, free_port, kubeseed, need_tool
+from tests.support.join import check_joined, server_tokens
+from tests.support.nspawn import RESULT, STATUS, Container, add_kubelet_stand_in, copy_tree, write_seed
 
 BOOT_TIMEOUT = 180.0
 MASTER, WORKER = "cp-1", "worker-1"

@@ -5,7 +5,7 @@ server on the host (QEMU's user-mode network shows the host's loopback to the gu
 One case only: it runs under TCG emulation (KVM fails on these machines even where /dev/kvm exists). Every wait
 is bounded; on failure the serial console log stays in the artifacts directory and its tail is printed.
 
-The booted disk is made from a copy of the image tree plus the TEST STAND-IN kubelet of tests/images/nspawn.py
+The booted disk is made from a copy of the image tree plus the TEST STAND-IN kubelet of tests/support/nspawn.py
 (no kubelet binary can be had here); the seed ISO and the payload in it are the product's, unchanged.
 """
 
@@ -22,12 +22,14 @@ from pathlib import Path
 import pytest
 import testinfra
 
-from kubeseed.generator.images import KERNEL_CMDLINE, TreeInfo, boot_files, make_disk, remove_tree, write_boot_config
+from kubeseed.generator.goldenimage.build import TreeInfo
+from kubeseed.generator.goldenimage.disk import KERNEL_CMDLINE, boot_files, make_disk, write_boot_config
+from kubeseed.generator.goldenimage.proc import remove_tree
 from kubeseed.generator.tokens import load_tokens
 from kubeseed.runtime import pki
-from tests.apiserver import FakeAPIServer, cluster_info_kubeconfig, detached_jws
-from tests.helpers import free_port, kubeseed, need_tool
-from tests.images.nspawn import add_kubelet_stand_in, copy_tree
+from tests.support.apiserver import FakeAPIServer, cluster_info_kubeconfig, detached_jws
+from tests.support.helpers import free_port, kubeseed, need_tool
+from tests.support.nspawn import add_kubelet_stand_in, copy_tree
 
 HOSTNAME = "worker-q"
 ARTIFACTS = Path(os.environ.get("KUBESEED_ARTIFACTS", "/tmp/kubeseed-artifacts"))

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from kubeseed.generator.plan import node_config
+from kubeseed.generator.nodeconfig import node_config, to_doc
 from kubeseed.generator.secrets import load
 
 
@@ -14,7 +14,7 @@ from kubeseed.generator.secrets import load
 def node_configs(cluster_template: Path) -> dict[str, dict[str, Any]]:
     """The node configs the generator writes into master and node payloads."""
     cluster, secrets = load(cluster_template)
-    return {role: node_config(cluster, secrets, role, f"{role}-1") for role in ("master", "node")}
+    return {role: to_doc(node_config(cluster, secrets, role, f"{role}-1")) for role in ("master", "node")}
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ call runs), as a power cut or an OOM kill would, with nothing flushed or cleaned
 
 import importlib
 import os
+import pkgutil
 import signal
 import sys
 
@@ -15,8 +16,11 @@ import sys
 def main() -> None:
     target, nth, when = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     args = sys.argv[sys.argv.index("--") + 1 :]
-    for name in ("api", "join", "keys", "kubelet", "preflight", "workflow"):  # so every import of it is patched
-        importlib.import_module(f"kubeseed.runtime.{name}")
+    import kubeseed.runtime
+
+    for info in pkgutil.walk_packages(kubeseed.runtime.__path__, "kubeseed.runtime."):  # so every import is patched
+        if not info.name.endswith("__main__"):
+            importlib.import_module(info.name)
     module_name, func_name = target.rsplit(".", 1)
     module = importlib.import_module(f"kubeseed.runtime.{module_name}")
     original = getattr(module, func_name)

@@ -8,13 +8,14 @@ from typing import Any
 import pytest
 
 from kubeseed.runtime.config import ConfigError, load_node_config, parse_node_config
+from kubeseed.runtime.init import CONFIG as MASTER_FIELDS
 
 
 def test_generated_configs_parse(node_doc: dict[str, Any], master_doc: dict[str, Any]) -> None:
     node = parse_node_config(node_doc)
-    assert node.role == "node" and node.node_name == "node-1" and node.minor == 35
+    assert node.role == "node" and node.node_name == "node-1" and node.version.minor == 35
     assert node.discovery is not None and node.discovery.ca_cert_hashes[0].startswith("sha256:")
-    master = parse_node_config(master_doc)
+    master = parse_node_config(master_doc, MASTER_FIELDS)
     assert master.role == "master" and "ca.key" in master.pki and master.discovery is None
 
 
@@ -43,14 +44,14 @@ NODE_CASES = [
     ("nodeName", "Node_1", 'nodeName: "Node_1" is not a valid node name'),
     ("controlPlaneEndpoint", "10.0.0.10", "controlPlaneEndpoint:"),
     ("kubernetesVersion", "1.35", 'kubernetesVersion: "1.35" is not a version like v1.35.5'),
-    ("kubernetesVersion", "v1.29.3", 'kubernetesVersion: "v1.29.3" is not supported by this runtime (v1.30 to v1.36)'),
+    ("kubernetesVersion", "v1.29.3", 'kubernetesVersion: "v1.29.3" is not supported: kubeseed supports v1.30 to v1.36'),
     ("networking.podSubnet", "10.0.0/8", 'networking.podSubnet: "10.0.0/8" is not a CIDR'),
     ("networking.serviceSubnet", "10.96.0.1/12", 'networking.serviceSubnet: "10.96.0.1/12" has host bits set'),
     ("kubelet.cgroupDriver", "upstart", 'kubelet.cgroupDriver: "upstart" is not one of systemd, cgroupfs'),
     ("kubelet.containerRuntimeEndpoint", "tcp://x", "kubelet.containerRuntimeEndpoint: must be a unix:///"),
     ("discovery.token", "abcdef.SECRETSECRETSECRE", 'discovery.token: token "abcdef.<redacted>" is not of the form'),
     ("discovery.caCertHashes", ["sha1:abcd"], "discovery.caCertHashes[0]: invalid discovery token CA certificate hash"),
-    ("discovery.caCertHashes", [], "discovery.caCertHashes: at least one CA pin is required"),
+    ("discovery.caCertHashes", [], "discovery.caCertHashes: at least one CA pin (sha256:<hex>) is required"),
     ("discovery", _DELETE, "discovery: is required for a node"),
     ("caCert", "-----BEGIN CERTIFICATE-----", "caCert: unknown field"),
 ]
@@ -86,7 +87,7 @@ def test_master_config_rejections(master_doc: dict[str, Any], path: str, value: 
     else:
         _set(master_doc, path, value)
     with pytest.raises(ConfigError) as err:
-        parse_node_config(master_doc)
+        parse_node_config(master_doc, MASTER_FIELDS)
     assert str(err.value).startswith(expected)
 
 

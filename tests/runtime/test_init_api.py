@@ -18,9 +18,9 @@ import yaml
 from kubeseed.generator.tokens import load_tokens
 from kubeseed.runtime import pki
 from kubeseed.runtime.tokens import ca_pin, detached_jws
-from tests.apiserver import FakeAPIServer
-from tests.clientcert_server import kubectl
-from tests.helpers import cloud_init_files, free_port, kubeseed, lay_out, need_tool, venv_tool
+from tests.support.apiserver import FakeAPIServer
+from tests.support.clientcert_server import kubectl
+from tests.support.helpers import cloud_init_files, free_port, kubeseed, lay_out, need_tool, venv_tool
 
 MASTER, WORKER = "cp-1", "worker-1"
 API_PHASES = "wait-control-plane,upload-config,mark-control-plane,bootstrap-token,addon,show-join-command"

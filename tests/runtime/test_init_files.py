@@ -22,9 +22,9 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from kubeseed.generator.zipapp import build_zipapp
-from kubeseed.runtime.master import narrowed_kubelet_client
-from tests.clientcert_server import kubectl, serve
-from tests.helpers import cloud_init_files, kubeseed, lay_out, need_tool, venv_tool
+from kubeseed.runtime.init.versions import ControlPlaneVersion
+from tests.support.clientcert_server import kubectl, serve
+from tests.support.helpers import cloud_init_files, kubeseed, lay_out, need_tool, venv_tool
 
 KILLER = Path(__file__).with_name("killer.py")
 FILE_PHASES = ["preflight", "certs", "kubeconfig", "etcd", "control-plane", "kubelet-start"]
@@ -145,7 +145,7 @@ def test_subject_alternative_names(master: Path) -> None:
 def test_kubelet_client_organization_follows_the_version() -> None:
     """PR #138957 dropped O=kubeadm:cluster-admins from apiserver-kubelet-client in these patch releases."""
     assert [
-        narrowed_kubelet_client(v)
+        ControlPlaneVersion(v).narrowed_kubelet_client
         for v in (
             "v1.33.11",
             "v1.33.12",
@@ -383,7 +383,7 @@ def test_rerun_keeps_every_key(tmp_path: Path) -> None:
 def test_killed_while_making_certificates(tmp_path: Path, nth: int) -> None:
     """A power cut after the nth file of the certs phase: the re-run keeps every key written before it."""
     root = make_master(tmp_path)
-    r = init(root, "--skip-phases", API_PHASES, kill=("master.write_atomic", nth, "after"))
+    r = init(root, "--skip-phases", API_PHASES, kill=("workflow.write_atomic", nth, "after"))
     assert r.returncode == -9, r.stdout + r.stderr
     written = {str(p.relative_to(root)): p.read_bytes() for p in (root / PKI).rglob("*.key")}
     r = init(root, "--skip-phases", API_PHASES)

@@ -1,9 +1,8 @@
-"""`join` end to end under --root against the in-test API server (tests/apiserver.py, real TLS): discovery,
+"""`join` end to end under --root against the in-test API server (tests/support/apiserver/, real TLS): discovery,
 TLS bootstrap, kubelet configuration; every refusal; crashes in every phase."""
 
 from __future__ import annotations
 
-import base64
 import datetime
 import functools
 import json
@@ -13,23 +12,19 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
-from cryptography import x509
-from cryptography.x509.oid import NameOID
 
 from kubeseed.generator.tokens import load_tokens
 from kubeseed.generator.zipapp import build_zipapp
 from kubeseed.runtime import pki
 from kubeseed.runtime.tokens import ca_pin
-from tests.apiserver import FakeAPIServer
-from tests.clientcert_server import kubectl, serve
-from tests.helpers import cloud_init_files, ignition_files, kubeseed, lay_out
+from tests.support.apiserver import FakeAPIServer
+from tests.support.clientcert_server import kubectl, serve
+from tests.support.helpers import cloud_init_files, ignition_files, kubeseed, lay_out
+from tests.support.join import NODE, check_joined, server_tokens
 
 KILLER = Path(__file__).with_name("killer.py")
-NODE = "worker-1"
 
 
 @pytest.fixture
@@ -45,13 +40,6 @@ def root(tmp_path: Path) -> Path:
     path = tmp_path / "machine"
     path.mkdir()
     return path
-
-
-def server_tokens(cluster: Path) -> list[dict[str, Any]]:
-    return [
-        {"token": t.token, "expires": t.expires, "usages": list(t.usages), "groups": list(t.groups)}
-        for t in load_tokens(cluster)
-    ]
 
 
 @pytest.fixture
@@ -120,54 +108,6 @@ def snapshot(root: Path) -> dict[str, bytes]:
         for p in root.rglob("*")
         if p.is_file() and str(p.relative_to(root)) not in own
     }
-
-
-def check_joined(root: Path, cluster: Path, api: FakeAPIServer) -> x509.Certificate:
-    """The node's end state after a successful join; returns its client certificate."""
-    kubelet_conf = root / "etc/kubernetes/kubelet.conf"
-    assert kubelet_conf.stat().st_mode & 0o777 == 0o600
-    kc = yaml.safe_load(kubelet_conf.read_text())
-    assert kc["current-context"] == "default-context"
-    assert kc["clusters"][0]["cluster"]["server"] == f"https://{api.endpoint}"
-    ca = (cluster / "pki/ca.crt").read_bytes()
-    assert base64.b64decode(kc["clusters"][0]["cluster"]["certificate-authority-data"]) == ca
-    current = "/var/lib/kubelet/pki/kubelet-client-current.pem"
-    assert kc["users"][0] == {"name": "default-auth", "user": {"client-certificate": current, "client-key": current}}
-    pem_path = root / current.lstrip("/")
-    assert pem_path.is_symlink() and pem_path.stat().st_mode & 0o777 == 0o600
-    pem = pem_path.read_bytes()
-    cert = x509.load_pem_x509_certificate(pem)
-    key = pki.load_key(pem)
-    assert cert.public_key().public_numbers() == key.public_key().public_numbers()
-    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == f"system:node:{NODE}"
-    assert cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == "system:nodes"
-    assert cert.issuer == pki.load_cert(ca).subject
-    assert (root / "etc/kubernetes/pki/ca.crt").read_bytes() == ca
-    assert not (root / "etc/kubernetes/bootstrap-kubelet.conf").exists()  # the token left the disk
-    assert not (root / "var/lib/kubelet/pki/kubelet-client.key.tmp").exists()
-
-    cfg = yaml.safe_load((root / "var/lib/kubelet/config.yaml").read_text())
-    assert cfg["kind"] == "KubeletConfiguration" and cfg["apiVersion"] == "kubelet.config.k8s.io/v1beta1"
-    assert cfg["clusterDNS"] == ["10.96.0.10"] and cfg["clusterDomain"] == "cluster.local"
-    assert cfg["cgroupDriver"] == "systemd" and cfg["rotateCertificates"] is True
-    assert cfg["authentication"]["anonymous"]["enabled"] is False
-    assert cfg["authentication"]["x509"]["clientCAFile"] == "/etc/kubernetes/pki/ca.crt"
-    assert cfg["authorization"]["mode"] == "Webhook"
-    flags_env = (root / "var/lib/kubelet/kubeadm-flags.env").read_text()
-    assert flags_env.startswith('KUBELET_KUBEADM_ARGS="--container-runtime-endpoint=unix:///run/containerd/')
-    assert f"--hostname-override={NODE}" in flags_env
-    drop_in = (root / "etc/systemd/system/kubelet.service.d/10-kubeadm.conf").read_text()
-    assert "--kubeconfig=/etc/kubernetes/kubelet.conf" in drop_in and "$KUBELET_KUBEADM_ARGS" in drop_in
-
-    state = json.loads((root / "var/lib/kubeseed/state.json").read_text())
-    phases = ["preflight", "discovery", "tls-bootstrap", "kubelet-config", "kubelet-start"]
-    assert [p for p in phases if state["phases"][p]["result"] == "done"] == phases
-
-    (csr,) = api.csrs.values()
-    assert csr["spec"]["signerName"] == "kubernetes.io/kube-apiserver-client-kubelet"
-    assert csr["spec"]["usages"] == ["digital signature", "client auth"]
-    assert csr["spec"]["username"] == "system:bootstrap:" + token(cluster).split(".")[0]
-    return cert
 
 
 def assert_no_secret(cluster: Path, root: Path, *outputs: str) -> None:
@@ -268,7 +208,7 @@ def test_malformed_input_is_refused(
 
 def test_no_pin_and_no_unsafe_flag_is_refused(root: Path, cluster: Path, api: FakeAPIServer) -> None:
     r = join(root, api.endpoint, "--token", token(cluster))
-    refused(root, r, 2, "token discovery without a CA pin is unsafe")
+    refused(root, r, 2, "--discovery-token-ca-cert-hash: at least one CA pin (sha256:<hex>) is required")
 
 
 def test_wrong_secret_fails_the_signature(root: Path, cluster: Path, api: FakeAPIServer) -> None:
@@ -378,11 +318,11 @@ def test_unapproved_csr_times_out_with_the_fix(root: Path, cluster: Path, api: F
 
 KILL_POINTS = [
     ("preflight", ("preflight.run_checks", 1, "after")),
-    ("discovery", ("join.write_atomic", 1, "after")),  # bootstrap kubeconfig written, phase not recorded
-    ("tls-bootstrap: key written", ("join.write_atomic", 2, "after")),
+    ("discovery", ("workflow.write_atomic", 1, "after")),  # bootstrap kubeconfig written, phase not recorded
+    ("tls-bootstrap: key written", ("workflow.write_atomic", 2, "after")),
     ("tls-bootstrap: CSR created", ("api.call", 3, "after")),
-    ("tls-bootstrap: certificate saved", ("join.write_atomic", 3, "after")),
-    ("tls-bootstrap: kubelet.conf written", ("join.write_atomic", 5, "after")),
+    ("tls-bootstrap: certificate saved", ("workflow.write_atomic", 3, "after")),
+    ("tls-bootstrap: kubelet.conf written", ("workflow.write_atomic", 5, "after")),
     ("kubelet-config", ("kubelet.write_atomic", 1, "after")),
     ("kubelet-start", ("kubelet.start_phase", 1, "before")),
 ]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from kubeseed.generator.zipapp import build_zipapp, unpack_sources
-from tests.helpers import need_tool, venv_tool
+from tests.support.helpers import need_tool, venv_tool
 
 RUNTIME = Path(__file__).resolve().parents[2] / "runtime"
 ALLOWED_THIRD_PARTY = {"yaml", "jinja2", "cryptography", "jwt"}

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from kubeseed.runtime import preflight
+from kubeseed.runtime.cli import load_role
 from kubeseed.runtime.config import parse_node_config
 from kubeseed.runtime.workflow import Context, PhaseError
 
@@ -91,9 +92,10 @@ def run(env: FakeEnv, doc: dict[str, Any], ignore: str = "", version: str = "") 
         doc = dict(doc, kubernetesVersion=version)
     out = io.StringIO()
     ignored = frozenset(x.lower() for x in ignore.split(",") if x)
-    ctx = Context("join", parse_node_config(doc), "", "", ignored, out)
+    role = load_role(doc["role"])
+    ctx = Context("join", parse_node_config(doc, role.CONFIG), "", "", ignored, out)
     try:
-        preflight.phase(ctx, env)
+        preflight.phase(ctx, role.checks(), env)
     except PhaseError as e:
         return out.getvalue(), str(e)
     return out.getvalue(), None

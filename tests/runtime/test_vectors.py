@@ -11,7 +11,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from kubeseed.runtime.join import csr_name
+from kubeseed.runtime.join.tlsbootstrap import csr_name
 from kubeseed.runtime.tokens import TOKEN_ID_RE, ca_pin, detached_jws, parse_pin, parse_token
 
 VECTORS = Path(__file__).resolve().parents[3] / "shared" / "protocol" / "vectors"

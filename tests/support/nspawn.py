@@ -1,4 +1,5 @@
-"""Booting an image tree in systemd-nspawn, for the first-boot tests and bench/bench_image.py (tests only).
+"""Booting an image tree in systemd-nspawn, for the first-boot tests (tests/images/) and bench/bench_image.py
+(tests only).
 
 ``systemd-nspawn --boot --register=no --keep-unit -D TREE``: real systemd as the container's PID 1 and every
 cloud-init stage, in seconds. These machines run no systemd on the host, so nspawn must neither register with
@@ -7,7 +8,7 @@ as a subprocess, ``nsenter`` runs commands inside it, and SIGTERM to nspawn halt
 as SIGRTMIN+3, systemd's halt).
 
 No network namespace of its own: the container shares the host's network, so the runtime inside reaches the
-in-test API server (tests/apiserver.py) on the host's loopback.
+in-test API server (tests/support/apiserver/) on the host's loopback.
 
 What a boot adds to its copy of the image tree, and nothing of it is in the product image:
 
@@ -44,7 +45,7 @@ STATUS = "var/lib/cloud/data/status.json"
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 KUBELET_STAND_IN = """#!/bin/sh
-# TEST STAND-IN, written by tests/images/nspawn.py into a test boot's copy of the image, never into the product
+# TEST STAND-IN, written by tests/support/nspawn.py into a test boot's copy of the image, never into the product
 # image: no kubelet binary can be had on these machines. It answers --version as kubelet v1.35.5 does (for the
 # runtime's preflight) and otherwise stays up, so systemd sees the kubelet running.
 case "$1" in
@@ -53,7 +54,7 @@ case "$1" in
 esac
 """
 
-KUBELET_UNIT_STAND_IN = """# TEST STAND-IN, written by tests/images/nspawn.py: the kubelet.service that the
+KUBELET_UNIT_STAND_IN = """# TEST STAND-IN, written by tests/support/nspawn.py: the kubelet.service that the
 # kubelet package from pkgs.k8s.io ships, here running the stand-in /usr/bin/kubelet (no kubelet binary can be
 # had here). The runtime's 10-kubeadm.conf drop-in replaces ExecStart, as on a real node.
 [Unit]

@@ -1,4 +1,4 @@
-"""Checks of the in-test fake kube-apiserver (tests/apiserver.py) against ../shared/protocol vectors.
+"""Checks of the in-test fake kube-apiserver (tests/support/apiserver/) against ../shared/protocol vectors.
 
 The fake is test scaffolding only: no real kube-apiserver runs on this machine, so these tests pin the fake
 to the byte-level reference before the runtime's join tests rely on it.
@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.apiserver import (
+from tests.support.apiserver import (
     BOOTSTRAP_TOKEN_TYPE,
     CLUSTER_INFO_PATH,
     CSR_PATH,
@@ -44,9 +44,9 @@ from tests.apiserver import (
     token_expired,
     validate_kubelet_client_csr,
 )
-from tests.helpers import need_tool, venv_tool
+from tests.support.helpers import need_tool, venv_tool
 
-VECTORS = Path(__file__).resolve().parents[2] / "shared" / "protocol" / "vectors"
+VECTORS = Path(__file__).resolve().parents[3] / "shared" / "protocol" / "vectors"
 TOKEN = "abcdef.0123456789abcdef"
 NODE_GROUP = "system:bootstrappers:kubeadm:default-node-token"
 

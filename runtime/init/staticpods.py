@@ -1,27 +1,19 @@
-"""Static pod manifests for etcd and the control plane, with kubeadm's flags, probes and host paths."""
+"""init's etcd and control-plane phases: the static pod manifests, with kubeadm's flags, probes and host paths."""
 
 from __future__ import annotations
 
 from typing import Any, Dict, List, Tuple
 
-from .master import advertise_address
-from .workflow import Context, write_atomic
+from ..workflow import Context, write_atomic
+from .controlplane import MANIFESTS, PKI, advertise_address, config, url, version
 
-MANIFESTS = "/etc/kubernetes/manifests"
-P = "/etc/kubernetes/pki/"
-# kubeadm's image tags per Kubernetes minor (constants.go: SupportedEtcdVersion; CoreDNS per release).
-ETCD = {30: "3.5.15-0", 31: "3.5.24-0", 32: "3.5.24-0", 33: "3.5.24-0", 34: "3.6.5-0", 35: "3.6.5-0", 36: "3.6.5-0"}
-COREDNS = {30: "v1.11.1", 31: "v1.11.3", 32: "v1.11.3", 33: "v1.12.0", 34: "v1.12.1", 35: "v1.12.1", 36: "v1.12.1"}
+P = PKI + "/"
 CA_DIRS = [  # the host's CA bundles, mounted read-only as kubeadm does
     ("ca-certs", "/etc/ssl/certs"),
     ("etc-ca-certificates", "/etc/ca-certificates"),
     ("usr-local-share-ca-certificates", "/usr/local/share/ca-certificates"),
     ("usr-share-ca-certificates", "/usr/share/ca-certificates"),
 ]
-
-
-def url(ip: str, port: int) -> str:
-    return f"https://[{ip}]:{port}" if ":" in ip else f"https://{ip}:{port}"
 
 
 def _probe(host: str, path: str, port: int, scheme: str, failures: int, period: int = 10, delay: int = 10) -> dict:
@@ -91,14 +83,11 @@ def _write(ctx: Context, pod: dict) -> None:
 
 
 def _image(ctx: Context, name: str, tag: str) -> str:
-    assert ctx.config is not None
-    return f"{ctx.config.image_repository}/{name}:{tag}"
+    return f"{config(ctx).image_repository}/{name}:{tag}"
 
 
 def etcd_pod(ctx: Context) -> dict:
-    assert ctx.config is not None
-    ip, node, minor = advertise_address(ctx), ctx.name(), ctx.config.minor
-    tag = ETCD[minor]
+    ip, node, v = advertise_address(ctx), ctx.name(), version(ctx)
     flags = {
         "advertise-client-urls": url(ip, 2379),
         "cert-file": P + "etcd/server.crt",
@@ -118,7 +107,7 @@ def etcd_pod(ctx: Context) -> dict:
         "snapshot-count": "10000",
         "trusted-ca-file": P + "etcd/ca.crt",
     }
-    if tag.startswith("3.6"):
+    if v.etcd_36:
         flags.update({"feature-gates": "InitialCorruptCheck=true", "watch-progress-notify-interval": "5s"})
         live = _probe("127.0.0.1", "/livez", 2381, "HTTP", 8)
         ready, startup = (
@@ -137,14 +126,21 @@ def etcd_pod(ctx: Context) -> dict:
     ]
     annotations = {"kubeadm.kubernetes.io/etcd.advertise-client-urls": url(ip, 2379)}
     return static_pod(
-        ctx, "etcd", flags, _image(ctx, "etcd", tag), (live, ready, startup), "100m", mounts, annotations, "100Mi"
+        ctx,
+        "etcd",
+        flags,
+        _image(ctx, "etcd", v.etcd_tag),
+        (live, ready, startup),
+        "100m",
+        mounts,
+        annotations,
+        "100Mi",
     )
 
 
 def control_plane_pods(ctx: Context) -> List[dict]:
-    cfg = ctx.config
-    assert cfg is not None
-    ip, version = advertise_address(ctx), cfg.kubernetes_version
+    cfg = config(ctx)
+    ip, tag = advertise_address(ctx), cfg.kubernetes_version
     net = cfg.networking
     ca_mounts = [(vol, path, "DirectoryOrCreate", True) for vol, path in CA_DIRS]
     pki_mount = [("k8s-certs", P.rstrip("/"), "DirectoryOrCreate", True)]
@@ -186,7 +182,7 @@ def control_plane_pods(ctx: Context) -> List[dict]:
         ctx,
         "kube-apiserver",
         api_flags,
-        _image(ctx, "kube-apiserver", version),
+        _image(ctx, "kube-apiserver", tag),
         api_probes,
         "250m",
         ca_mounts + pki_mount,
@@ -218,7 +214,7 @@ def control_plane_pods(ctx: Context) -> List[dict]:
         ctx,
         "kube-controller-manager",
         cm_flags,
-        _image(ctx, "kube-controller-manager", version),
+        _image(ctx, "kube-controller-manager", tag),
         (cm_probe, {}, _probe("127.0.0.1", "/healthz", 10257, "HTTPS", 24)),
         "200m",
         ca_mounts + flex + pki_mount + [("kubeconfig", cm_conf, "FileOrCreate", True)],
@@ -236,7 +232,7 @@ def control_plane_pods(ctx: Context) -> List[dict]:
         ctx,
         "kube-scheduler",
         sched_flags,
-        _image(ctx, "kube-scheduler", version),
+        _image(ctx, "kube-scheduler", tag),
         (
             _probe("127.0.0.1", "/livez", 10259, "HTTPS", 8),
             _probe("127.0.0.1", "/readyz", 10259, "HTTPS", 3, 1, 0),

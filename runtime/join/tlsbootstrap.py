@@ -1,4 +1,5 @@
-"""Node join: token discovery of the cluster (JWS-signed cluster-info, pinned CA) and kubelet TLS bootstrap."""
+"""join's TLS bootstrap: the node's key, a CSR as system:bootstrap:<id>, the signed client certificate,
+kubelet.conf (as the kubelet writes it after its own bootstrap) and the cluster CA for the kubelet."""
 
 from __future__ import annotations
 
@@ -6,108 +7,21 @@ import base64
 import datetime
 import hashlib
 import os
-import re
 from typing import Any, List
 
-from . import api
-from .kubeconfig import b64, kubeconfig, read_kubeconfig
-from .tokens import b64url, ca_pin, detached_jws, parse_token
-from .workflow import Context, Phase, PhaseError, write_atomic
+from .. import api
+from ..kubeconfig import b64, kubeconfig, read_kubeconfig
+from ..tokens import b64url
+from ..workflow import Context, PhaseError, Timeout, write_atomic
+from .discovery import BOOTSTRAP_CONF, pem_blocks
 
-CLUSTER_INFO = "/api/v1/namespaces/kube-public/configmaps/cluster-info"
 CSRS = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
-BOOTSTRAP_CONF = "/etc/kubernetes/bootstrap-kubelet.conf"
 KUBELET_CONF = "/etc/kubernetes/kubelet.conf"
 CA_CRT = "/etc/kubernetes/pki/ca.crt"
 PKI_DIR = "/var/lib/kubelet/pki"
 KEY_TMP = PKI_DIR + "/kubelet-client.key.tmp"
 CURRENT = PKI_DIR + "/kubelet-client-current.pem"
 KUBELET_SIGNER = "kubernetes.io/kube-apiserver-client-kubelet"
-
-
-def phases() -> List[Phase]:
-    from . import kubelet
-
-    return [
-        Phase("discovery", "Discovering the cluster", discovery),
-        Phase("tls-bootstrap", "Bootstrapping certificates", tls_bootstrap),
-        Phase("kubelet-config", "Writing the kubelet configuration", kubelet.config_phase),
-        Phase("kubelet-start", "Starting the kubelet", kubelet.start_phase),
-    ]
-
-
-def joined() -> str:
-    return (
-        "\nThis node has joined the cluster: its kubelet has a client certificate signed by the cluster CA.\n"
-        "Run 'kubectl get nodes' on the control plane to see it."
-    )
-
-
-def discovery(ctx: Context) -> None:
-    """Fetch cluster-info without trusting TLS, check its JWS with the token and its CA against the pins,
-    fetch it again over TLS verified by that CA; write the bootstrap kubeconfig."""
-    assert ctx.config is not None and ctx.config.discovery is not None  # join's config always has discovery
-    d = ctx.config.discovery
-    token_id, secret = parse_token(d.token)
-    key = "jws-kubeconfig-" + token_id
-    url = f"https://{ctx.config.control_plane_endpoint}{CLUSTER_INFO}"
-
-    def fetch(ca: Any) -> Any:
-        def attempt() -> Any:
-            status, body = api.call(url, ca)
-            if status != 200:
-                raise api.Unreachable(f"HTTP {status} from {url}: {body.get('message', '')}")
-            data = body.get("data") or {}
-            if "kubeconfig" not in data or (ca is None and key not in data):
-                raise api.Unreachable(f"cluster-info has no signature for token {token_id} yet")
-            return data
-
-        try:
-            return api.wait(ctx, f"cluster-info at {url}", attempt)
-        except api.Untrusted as e:
-            raise PhaseError(
-                f"the API server at {url} presented a certificate not signed by the pinned cluster CA ({e}); "
-                "refusing to trust it"
-            ) from None
-        except PhaseError as e:
-            if "no signature for token" in str(e):
-                raise PhaseError(
-                    f'token id "{token_id}" is invalid for this cluster or it has expired: cluster-info has no '
-                    f"{key}. Create a new token (kubeseed token create, or kubeadm token create on the master)"
-                ) from None
-            raise
-
-    data = fetch(None)
-    config = data["kubeconfig"]
-    if data[key] != detached_jws(token_id, secret, config):
-        raise PhaseError("failed to verify JWS signature of received cluster info object, can't trust this API Server")
-    server, ca, _ = read_kubeconfig(config, "cluster-info's kubeconfig")
-    if d.ca_cert_hashes:
-        found = [ca_pin(c) for c in _pem_blocks(ca)]
-        if not set(found) & set(d.ca_cert_hashes):
-            raise PhaseError(
-                "cluster CA found in cluster-info ConfigMap is invalid: none of the public keys "
-                f'"{":".join(found)}" are pinned. This API server does not belong to the cluster the pin names; '
-                "check --discovery-token-ca-cert-hash"
-            )
-        if fetch(ca)["kubeconfig"] != config:
-            raise PhaseError(
-                "the second kubeconfig from the cluster-info ConfigMap (using validated TLS) was different from "
-                "the first"
-            )
-    else:
-        ctx.say("\t[WARNING] no CA pin: trusting the cluster-info CA on the token's signature alone (unsafe)")
-    user = "tls-bootstrap-token-user"
-    text = kubeconfig(server, ca, user, {"token": d.token}, "kubernetes", user + "@kubernetes")
-    write_atomic(ctx.path(BOOTSTRAP_CONF), text, 0o600)
-    ctx.say(f"\tcluster found at {server}; CA {ca_pin(_pem_blocks(ca)[0])}")
-
-
-def _pem_blocks(data: bytes) -> List[bytes]:
-    blocks = re.findall(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", data, re.S)
-    if not blocks:
-        raise PhaseError("cluster-info's certificate-authority-data holds no PEM certificate")
-    return blocks
 
 
 def csr_name(spki: bytes, cn: str, orgs: List[str], usages: List[str]) -> str:
@@ -125,7 +39,7 @@ def tls_bootstrap(ctx: Context) -> None:
     from cryptography.hazmat.primitives.asymmetric import rsa
     from cryptography.x509.oid import NameOID
 
-    from .keys import key_pem, load_key, new_key, signed_by, spki
+    from ..keys import key_pem, load_key, new_key, signed_by, spki
 
     if os.path.exists(ctx.path(KUBELET_CONF)) and os.path.exists(ctx.path(CURRENT)):
         ctx.say(f"\t{KUBELET_CONF} and its certificate exist already (an interrupted run got this far)")
@@ -190,20 +104,19 @@ def tls_bootstrap(ctx: Context) -> None:
 
     try:
         api.wait(ctx, f"the API server at {server} to take the CSR", create)
-        pem = api.wait(ctx, f"approval of CSR {name}", issued, first=1, most=5)
-    except api.Untrusted as e:
-        raise PhaseError(f"the API server at {server} is not the discovered cluster's ({e})") from None
-    except PhaseError as e:
-        if "approval of CSR" in str(e):
+        try:
+            pem = api.wait(ctx, f"approval of CSR {name}", issued, first=1, most=5)
+        except Timeout as e:
             raise PhaseError(
                 f"{e}. Is the CSR auto-approver running (kube-controller-manager with kubeadm's RBAC)? "
                 f"Approve by hand on the master: kubectl certificate approve {name}"
             ) from None
-        raise
+    except api.Untrusted as e:
+        raise PhaseError(f"the API server at {server} is not the discovered cluster's ({e})") from None
     cert = x509.load_pem_x509_certificate(pem)
     if spki(cert) != spki(key):
         raise PhaseError(f"the certificate issued for {name} is not for this node's key")
-    if not signed_by(cert, x509.load_pem_x509_certificate(_pem_blocks(ca)[0])):
+    if not signed_by(cert, x509.load_pem_x509_certificate(pem_blocks(ca)[0])):
         raise PhaseError(f"the certificate issued for {name} is not signed by the cluster CA")
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d-%H-%M-%S")
     pem_name = f"kubelet-client-{stamp}.pem"

@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from kubeseed.runtime import pki
-from tests.helpers import need_tool, venv_tool
+from tests.support.helpers import need_tool, venv_tool
 
 VERSION = {"major": "1", "minor": "35", "gitVersion": "v1.35.5", "platform": "linux/amd64"}
 

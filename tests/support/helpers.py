@@ -1,4 +1,5 @@
-"""Helpers for generator tests: run the CLI in a subprocess, decode payload files."""
+"""Shared test helpers (tests only): run the CLI in a subprocess, decode payload files and lay them out, find
+or skip for real tools, pick a free port."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ from typing import NoReturn
 
 import pytest
 import yaml
+
+SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGn4kubeseedtestkey ops@example"  # the full_cluster login user's key
+HOSTNAMES = {"master": "cp-1", "node": "worker-1"}  # the host names of the consumer tests' payloads, by role
 
 
 def kubeseed(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

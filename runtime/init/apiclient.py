@@ -1,0 +1,107 @@
+"""init's API client: the API server as an admin kubeconfig's user (client certificate), with retries while it
+settles, server-side apply, and the resource paths of what init and add-on manifests create."""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import tempfile
+import urllib.parse
+from typing import Any, Callable, Dict, List, Tuple, TypeVar
+
+from .. import api
+from ..kubeconfig import read_kubeconfig
+from ..workflow import Context, PhaseError
+from .objects import RBAC
+
+T = TypeVar("T")
+
+# (apiVersion, kind) -> (plural, namespaced) for what init and kubeadm's add-ons create; add-on manifests of
+# other kinds are looked up through API discovery.
+KINDS = {
+    ("v1", "ConfigMap"): ("configmaps", True),
+    ("v1", "Secret"): ("secrets", True),
+    ("v1", "Service"): ("services", True),
+    ("v1", "ServiceAccount"): ("serviceaccounts", True),
+    ("v1", "Namespace"): ("namespaces", False),
+    ("v1", "Node"): ("nodes", False),
+    ("apps/v1", "Deployment"): ("deployments", True),
+    ("apps/v1", "DaemonSet"): ("daemonsets", True),
+    (RBAC, "Role"): ("roles", True),
+    (RBAC, "RoleBinding"): ("rolebindings", True),
+    (RBAC, "ClusterRole"): ("clusterroles", False),
+    (RBAC, "ClusterRoleBinding"): ("clusterrolebindings", False),
+}
+
+
+class Client:
+    """The API server at the kubeconfig's server, as that kubeconfig's user (client certificate)."""
+
+    def __init__(self, ctx: Context, conf: str) -> None:
+        with open(ctx.path(f"/etc/kubernetes/{conf}")) as f:
+            self.server, self.ca, creds = read_kubeconfig(f.read(), conf)
+        self.ctx, self.dir = ctx, tempfile.mkdtemp(prefix="kubeseed-")
+        self.cert = (os.path.join(self.dir, "crt"), os.path.join(self.dir, "key"))
+        for path, field in zip(self.cert, ("client-certificate-data", "client-key-data")):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(base64.b64decode(creds[field]))
+        self.found: Dict[Tuple[str, str], Tuple[str, bool]] = {}
+
+    def close(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def call(self, method: str, path: str, body: Any = None, content_type: str = "application/json") -> Tuple[int, Any]:
+        """One request, retried while the server is unreachable or answers 5xx (it may still be settling)."""
+
+        def attempt() -> Tuple[int, Any]:
+            try:
+                status, obj = api.call(self.server + path, self.ca, "", method, body, 15, self.cert, content_type)
+            except api.Untrusted as e:
+                raise PhaseError(f"{self.server} does not present a certificate of this cluster's CA ({e})") from None
+            if status >= 500 or status == 429:
+                raise api.Unreachable(f"HTTP {status} for {method} {path}: {obj.get('message', '')}")
+            return status, obj
+
+        return api.wait(self.ctx, f"the API server at {self.server}", attempt)
+
+    def path(self, obj: dict) -> str:
+        version, kind = obj.get("apiVersion", ""), obj.get("kind", "")
+        meta = obj.get("metadata") or {}
+        plural, namespaced = KINDS.get((version, kind)) or self._discover(version, kind)
+        base = "/api/v1" if version == "v1" else f"/apis/{version}"
+        ns = f"/namespaces/{meta.get('namespace') or 'default'}" if namespaced else ""
+        return f"{base}{ns}/{plural}/{meta['name']}"
+
+    def _discover(self, version: str, kind: str) -> Tuple[str, bool]:
+        if (version, kind) not in self.found:
+            status, doc = self.call("GET", "/api/v1" if version == "v1" else f"/apis/{version}")
+            for r in doc.get("resources", []) if status == 200 else []:
+                if r.get("kind") == kind and "/" not in r.get("name", "/"):
+                    self.found[(version, kind)] = (r["name"], bool(r.get("namespaced")))
+                    break
+            else:
+                raise PhaseError(f"the API server does not serve {kind} in {version} (is its CRD applied first?)")
+        return self.found[(version, kind)]
+
+    def apply(self, obj: dict) -> None:
+        """Server-side apply: creates the object or brings it to this content; safe to repeat."""
+        query = "?" + urllib.parse.urlencode({"fieldManager": "kubeseed", "force": "true"})
+        status, out = self.call("PATCH", self.path(obj) + query, obj, "application/apply-patch+yaml")
+        if status not in (200, 201):
+            name = f"{obj.get('kind')} {(obj.get('metadata') or {}).get('name')}"
+            raise PhaseError(f"the API server refused {name} (HTTP {status}): {out.get('message', '')}")
+
+    def apply_all(self, objects: List[dict]) -> None:
+        for obj in objects:
+            self.apply(obj)
+
+
+def with_client(ctx: Context, conf: str, work: Callable[[Client], T]) -> T:
+    """``work(client)`` as the user of /etc/kubernetes/``conf``; the client is closed on every exit."""
+    client = Client(ctx, conf)
+    try:
+        return work(client)
+    finally:
+        client.close()
