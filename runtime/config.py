@@ -307,13 +307,37 @@ def parse_discovery(disc: Doc) -> Discovery:
     return Discovery(token, pins, unsafe)
 
 
+def load_yaml(text: Any) -> Any:
+    """YAML as data, safely: PyYAML's safe loader, refusing aliases (a few hundred bytes of nested aliases
+    expand to gigabytes) and duplicate keys (the last one would silently win). Raises yaml.YAMLError."""
+    import yaml  # here, not at the top: preflight must be able to report a missing PyYAML
+
+    class Loader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                raise yaml.YAMLError(f"line {self.peek_event().start_mark.line + 1}: aliases (*name) are not accepted")
+            return super().compose_node(parent, index)
+
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen = set()
+            for key_node, _ in node.value:
+                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+                if key in seen:
+                    raise yaml.YAMLError(f"line {key_node.start_mark.line + 1}: key {key[:40]!r} appears twice")
+                if key is not None:
+                    seen.add(key)
+            return super().construct_mapping(node, deep)
+
+    return yaml.load(text, Loader)  # a SafeLoader
+
+
 def read_node_config(path: str) -> Any:
     """The parsed YAML of a node config file (not yet validated)."""
-    import yaml  # here, not at the top: preflight must be able to report a missing PyYAML
+    import yaml
 
     try:
         with open(path, encoding="utf-8") as f:
-            return yaml.safe_load(f)
+            return load_yaml(f)
     except FileNotFoundError:
         raise ConfigError(
             path, "no node config here; pass --config FILE, or --root DIR for a materialized payload"

@@ -18,8 +18,8 @@ from .workflow import Context, PhaseError
 
 PATH_DIRS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 K8S_REPO = (
-    "the Kubernetes package repository (https://pkgs.k8s.io/core:/stable:/v1.{0}/deb/, see "
-    "https://kubernetes.io/docs/setup/production-environment/tools/kubeadm/install-kubeadm/)"
+    "the Kubernetes package repository https://pkgs.k8s.io/core:/stable:/v1.{0}/deb/ "
+    "(kubernetes.io: Installing kubeadm)"
 )
 if TYPE_CHECKING:
     Result = List[Tuple[str, str]]  # (level "error"|"warning", message)

@@ -101,3 +101,26 @@ def test_load_errors(tmp_path: Path) -> None:
     bad.write_text("- a list\n")
     with pytest.raises(ConfigError, match="must be a mapping"):
         load_node_config(str(bad))
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        # 9 levels of 10 aliases: 10**9 list items once expanded, from a few hundred bytes
+        (
+            "a: &a [x,x,x,x,x,x,x,x,x,x]\n"
+            + "".join(
+                f"{c}: &{c} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]\n"
+                for p, c in zip("abcdefgh", "bcdefghi")
+            ),
+            "line 2: aliases (*name) are not accepted",
+        ),
+        ("role: node\nrole: master\n", "line 2: key 'role' appears twice"),
+    ],
+)
+def test_aliases_and_duplicate_keys_are_refused(tmp_path: Path, text: str, expected: str) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_node_config(str(path))
+    assert str(e.value) == f"{path}: is not valid YAML: {expected}"
