@@ -9,15 +9,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Callable
 
-import yaml
+from kubeseed.runtime.config import load_yaml
 
 from . import __version__
 from .console import progress, run_command, say, tty
 from .credentials import user_kubeconfig
-from .errors import UserError
-from .fsutil import atomic_write
+from .errors import UserError, shown
+from .fsutil import atomic_write, check_output, write_output
 from .imagecli import add_parser as add_image_parser
-from .model import DEFAULT, KEY_ALGORITHMS, default_cluster_text, parse_cluster, split_endpoint
+from .model import DEFAULT, KEY_ALGORITHMS, default_cluster_text, hostname_error, parse_cluster, split_endpoint
 from .passwords import hash_password
 from .plan import ROLES, RUNTIMES, build_plan
 from .platforms import PLATFORMS, check_size
@@ -36,9 +36,20 @@ from .tokens import (
     save_tokens,
 )
 
+CN_MAX = 64  # bytes of a certificate's common name (RFC 5280's ub-common-name)
+
+
+def _text(value: str, what: str) -> str:
+    """``value`` from the command line, if it is one line of UTF-8 text; else a UserError naming ``what``."""
+    if any("\ud800" <= c <= "\udfff" for c in value):  # how Python hands over bytes that are not UTF-8
+        raise UserError(f"{what}: {shown(value)} is not UTF-8 text")
+    if not value.isprintable():
+        raise UserError(f"{what}: {shown(value)} holds control characters or line breaks; give one line of text")
+    return value
+
 
 def _cluster_dir(name: str) -> Path:
-    return Path(name)
+    return Path(_text(name, "CLUSTER"))
 
 
 def _ttl(text: str, flag: str = "--ttl"):
@@ -46,6 +57,14 @@ def _ttl(text: str, flag: str = "--ttl"):
         return parse_ttl(text)
     except ValueError as e:
         raise UserError(f"{flag}: {e}") from None
+
+
+def _cluster_text(source: str, *values: str) -> str:
+    """The cluster.yaml ``cluster create`` writes for ``values`` (default_cluster_text's), checked before any key
+    is made: errors name ``source`` and the field."""
+    text = default_cluster_text(*values)
+    parse_cluster(load_yaml(text), source)
+    return text
 
 
 def cmd_cluster_create(args: argparse.Namespace) -> int:
@@ -58,12 +77,17 @@ def cmd_cluster_create(args: argparse.Namespace) -> int:
     try:
         split_endpoint(args.endpoint)
     except ValueError as e:
-        raise UserError(f'--endpoint: "{args.endpoint}" {e}') from None
+        raise UserError(f"--endpoint: {shown(args.endpoint)} {e}") from None
     name = args.name or cluster_dir.resolve().name
-    text = default_cluster_text(
-        name, args.endpoint, args.kubernetes_version, args.key_algorithm, args.pod_subnet, args.service_subnet
+    text = _cluster_text(
+        "cluster create",
+        name,
+        args.endpoint,
+        args.kubernetes_version,
+        args.key_algorithm,
+        args.pod_subnet,
+        args.service_subnet,
     )
-    parse_cluster(yaml.safe_load(text), "cluster create")
     secrets = generate_secrets(args.key_algorithm, _ttl(args.token_ttl, "--token-ttl"), progress)
     write_cluster_dir(cluster_dir, text, secrets)
     tok = secrets.tokens[0]
@@ -82,14 +106,11 @@ def cmd_cluster_create(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    if args.out is not None:
+        check_output(args.out, "--out")
+    if args.hostname is not None and hostname_error(args.hostname):
+        raise UserError(f"--hostname: {hostname_error(args.hostname)}")
     cluster, secrets = load(_cluster_dir(args.cluster))
-    if args.hostname is not None:
-        try:
-            split_endpoint(f"{args.hostname}:1")
-        except ValueError:
-            raise UserError(f'--hostname: "{args.hostname}" is not a valid host name (lower-case DNS name)') from None
-        if args.hostname != args.hostname.lower() or not args.hostname[0].isalnum():
-            raise UserError(f'--hostname: "{args.hostname}" must be a lower-case DNS name')
     if args.gzip and args.format != "cloud-init":
         raise UserError("--gzip applies to cloud-init user-data; Ignition configs already gzip every file")
     plan = build_plan(cluster, secrets, args.role, args.hostname, args.token, runtime=args.runtime)
@@ -97,8 +118,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     if args.gzip:
         data = gzip_bytes(data)
     report = check_size(args.platform, len(data), args.gzip, args.format)
-    if args.out:
-        atomic_write(Path(args.out), data, 0o600)
+    if args.out is not None:
+        write_output(args.out, data, 0o600, "--out")
         where = args.out
     else:
         if args.gzip and tty(sys.stdout):
@@ -117,9 +138,10 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     tokens = load_tokens(cluster_dir)
     usages = [u for u in args.usages.split(",") if u] if args.usages is not None else None
     groups = [g for g in args.groups.split(",") if g] if args.groups is not None else None
-    tok = new_token(_ttl(args.ttl), args.description or "", usages, groups)
+    description = _text(args.description or "", "--description")
+    tok = new_token(_ttl(args.ttl), description, usages, groups)
     while any(t.id == tok.id for t in tokens):
-        tok = new_token(_ttl(args.ttl), args.description or "", usages, groups)
+        tok = new_token(_ttl(args.ttl), description, usages, groups)
     save_tokens(cluster_dir, tokens + [tok])
     print(tok.token)
     print(
@@ -168,20 +190,26 @@ def cmd_token_delete(args: argparse.Namespace) -> int:
 
 def cmd_user_create(args: argparse.Namespace) -> int:
     cluster, secrets = load(_cluster_dir(args.cluster))
-    out = Path(args.output or f"kubeconfig-{args.user}")
-    if out.exists() and not args.force:
-        raise UserError(f"{out} already exists; choose another -o FILE or pass --force to replace it")
-    if not args.user or any(c in args.user for c in "\n,/") or args.user.startswith("system:"):
-        raise UserError(f'user name "{args.user}" is not allowed (no "system:" prefix, "/", "," or newlines)')
+    user = _text(args.user, "NAME")
+    if not user or any(c in user for c in ",/") or user.startswith("system:"):
+        raise UserError(f'NAME: user name {shown(user)} is not allowed (no "system:" prefix, "/" or ",")')
+    if len(user.encode()) > CN_MAX:
+        raise UserError(
+            f"NAME: user name {shown(user)} is {len(user.encode())} bytes; a certificate's common name (the user "
+            f"name) holds at most {CN_MAX}"
+        )
+    groups = [_text(g, "--group") for g in args.group or []]
+    out = args.output if args.output is not None else f"kubeconfig-{user}"
+    if check_output(out, "-o") and not args.force:
+        raise UserError(f"-o: {shown(out)} already exists; choose another -o FILE or pass --force to replace it")
     ttl = _ttl(args.ttl)
     if ttl is None:
         raise UserError("--ttl: a user certificate needs a lifetime, e.g. 8760h")
     days = max(1, int(ttl.total_seconds() // 86400))
-    text = user_kubeconfig(cluster, secrets, args.user, args.group or [], days)
-    atomic_write(out, text, 0o600)
-    groups = ",".join(args.group or []) or "none"
+    text = user_kubeconfig(cluster, secrets, user, groups, days)
+    write_output(out, text, 0o600, "-o")
     print(
-        f'Wrote {out}: user "{args.user}", groups {groups}, valid {days} days, server '
+        f'Wrote {out}: user "{user}", groups {",".join(groups) or "none"}, valid {days} days, server '
         f"https://{cluster.control_plane_endpoint}\n  kubectl --kubeconfig {out} get nodes"
     )
     return 0
@@ -206,9 +234,8 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     cluster_dir = base / "demo"
     if cluster_dir.exists():
         say(f"Using the existing demo cluster in {cluster_dir}/")
-    else:
-        base.mkdir(parents=True, exist_ok=True)
-        text = default_cluster_text("demo", args.endpoint)
+    else:  # write_cluster_dir makes base (0700) once the cluster text is valid
+        text = _cluster_text("quickstart", "demo", args.endpoint)
         secrets = generate_secrets("ECDSA-P256", DEFAULT_TTL, progress)
         write_cluster_dir(cluster_dir, text, secrets)
         progress(f"Writing the demo cluster to {cluster_dir}/")

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -13,8 +14,8 @@ from pathlib import Path
 from kubeseed.runtime.config import RUNTIME_PATH
 
 from .console import run_command
-from .errors import UserError
-from .fsutil import atomic_write
+from .errors import UserError, shown
+from .fsutil import check_output, write_output
 from .goldenimage.build import CACHE_ENV, DEFAULT_MINOR, KUBELET_MODES, ROLES, Builder, Options, default_cache
 from .goldenimage.disk import parse_size
 from .zipapp import build_zipapp
@@ -23,11 +24,13 @@ from .zipapp import build_zipapp
 def _minor(version: str) -> str:
     m = re.fullmatch(r"v?(1\.\d+)(\.\d+)?", version)
     if not m:
-        raise UserError(f'--kubernetes-version: "{version}" is not a version like v1.35')
+        raise UserError(f"--kubernetes-version: {shown(version)} is not a version like v1.35")
     return m.group(1)
 
 
 def cmd_image_build(args: argparse.Namespace) -> int:
+    check_output(args.out, "--out", devices=False)  # a disk image, with its kernel and initrd beside it
+    os.umask(0o022)  # what the build writes into the image gets Debian's usual modes, whatever the caller's umask
     opts = Options(
         role=args.role,
         cache=Path(args.cache) if args.cache else default_cache(),
@@ -52,10 +55,9 @@ def cmd_image_build(args: argparse.Namespace) -> int:
 
 def cmd_image_runtime(args: argparse.Namespace) -> int:
     """The full runtime zipapp, for the Packer template's file provisioner."""
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(out, build_zipapp(None), 0o755)
-    print(f"{out}: the full kubeseed runtime ({out.stat().st_size:,} bytes) for images/kubeseed.pkr.hcl")
+    data = build_zipapp(None)
+    write_output(args.out, data, 0o755, "--out")
+    print(f"{args.out}: the full kubeseed runtime ({len(data):,} bytes) for images/kubeseed.pkr.hcl")
     return 0
 
 

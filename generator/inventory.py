@@ -10,14 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
-import yaml
+from kubeseed.runtime.config import API_VERSION
 
-from kubeseed.runtime.config import API_VERSION, DNS_NAME
-
-from .errors import FieldError
+from .errors import FieldError, shown
 from .model import _SSH_KEY as SSH_KEY
 from .model import _Reader as Reader
+from .model import hostname_error
 from .plan import ROLES
+from .yamlfile import read_yaml
 
 KIND = "Inventory"
 HOST_FIELDS = {"hostname", "role", "mac", "addresses", "gateway", "nameservers", "sshAuthorizedKeys"}
@@ -59,33 +59,45 @@ def _mac(r: Reader, value: Any, path: str) -> str:
         # YAML 1.1 reads 52:54:00:12:34:56 (digits only) as a base-60 number
         raise r.fail(path, 'was read as a number by YAML; quote it, e.g. mac: "52:54:00:12:34:56"')
     if not isinstance(value, str) or not _MAC.fullmatch(value.lower()):
-        raise r.fail(path, f'"{value}" is not a MAC address like aa:bb:cc:dd:ee:ff')
+        raise r.fail(path, f"{shown(value)} is not a MAC address like aa:bb:cc:dd:ee:ff")
     mac = value.lower()
     if int(mac[:2], 16) & 1:
-        raise r.fail(path, f'"{value}" is a multicast address; a NIC\'s MAC has the lowest bit of its first byte clear')
+        raise r.fail(
+            path, f"{shown(value)} is a multicast address; a NIC's MAC has the lowest bit of its first byte clear"
+        )
     return mac
 
 
+def _text(r: Reader, value: Any, path: str, example: str) -> str:
+    """An address field's text; a scoped IPv6 address (fe80::1%eth0) is refused: seeds name the NIC otherwise."""
+    if not isinstance(value, str):
+        raise r.fail(path, f"must be a string like {example}, found {type(value).__name__}")
+    if "%" in value:
+        raise r.fail(path, f"{shown(value)} has a zone (%NIC); leave it out: the seed's network config names the NIC")
+    return value
+
+
 def _address(r: Reader, value: Any, path: str) -> IPInterface:
-    text = str(value)
+    text = _text(r, value, path, "10.0.0.21/24")
     if "/" not in text:
-        raise r.fail(path, f'"{text}" needs a prefix length, e.g. 10.0.0.21/24 or fd00::21/64')
+        raise r.fail(path, f"{shown(text)} needs a prefix length, e.g. 10.0.0.21/24 or fd00::21/64")
     try:
         iface = ipaddress.ip_interface(text)
     except ValueError:
-        raise r.fail(path, f'"{text}" is not an IP network (example: 10.0.0.21/24)') from None
+        raise r.fail(path, f"{shown(text)} is not an IP network (example: 10.0.0.21/24)") from None
     net = iface.network
     if net.num_addresses > 2 and iface.ip in (net.network_address, net.broadcast_address) and iface.version == 4:
         which = "network" if iface.ip == net.network_address else "broadcast"
-        raise r.fail(path, f'"{text}" is the {which} address of {net}; give the host\'s own address')
+        raise r.fail(path, f"{shown(text)} is the {which} address of {net}; give the host's own address")
     return iface
 
 
 def _ip(r: Reader, value: Any, path: str) -> IPAddress:
+    text = _text(r, value, path, "10.0.0.1")
     try:
-        return ipaddress.ip_address(str(value))
+        return ipaddress.ip_address(text)
     except ValueError:
-        raise r.fail(path, f'"{value}" is not an IP address') from None
+        raise r.fail(path, f"{shown(text)} is not an IP address") from None
 
 
 def _list(r: Reader, value: Any, path: str) -> list[Any]:
@@ -100,14 +112,11 @@ def _parse_host(r: Reader, item: Any, i: int) -> Host:
     path = f"hosts[{i}]"
     h = r.mapping(item, path, HOST_FIELDS)
     hostname = r.string(h, "hostname", path)
-    if not DNS_NAME.fullmatch(hostname):
-        raise r.fail(
-            f"{path}.hostname",
-            f'"{hostname}" is not a lower-case DNS name (letters a-z, digits, "-" and "."); it is also the node name',
-        )
+    if hostname_error(hostname):
+        raise r.fail(f"{path}.hostname", hostname_error(hostname))
     role = r.string(h, "role", path)
     if role not in ROLES:
-        raise r.fail(f"{path}.role", f'"{role}" is not one of {", ".join(ROLES)}')
+        raise r.fail(f"{path}.role", f"{shown(role)} is not one of {', '.join(ROLES)}")
     mac = _mac(r, h["mac"], f"{path}.mac") if h.get("mac") is not None else None
     raw_addresses = _list(r, h.get("addresses"), f"{path}.addresses")
     addresses = [_address(r, a, f"{path}.addresses[{j}]") for j, a in enumerate(raw_addresses)]
@@ -174,9 +183,9 @@ def parse_inventory(data: Any, source: str = "hosts.yaml") -> Inventory:
     doc = r.mapping(data, "", {"apiVersion", "kind", "hosts"})
     api = doc.get("apiVersion")
     if api != API_VERSION:
-        raise r.fail("apiVersion", f'unknown version "{api}"; this kubeseed reads {API_VERSION}')
+        raise r.fail("apiVersion", f"unknown version {shown(api)}; this kubeseed reads {API_VERSION}")
     if doc.get("kind") != KIND:
-        raise r.fail("kind", f'must be {KIND}, found "{doc.get("kind")}"')
+        raise r.fail("kind", f"must be {KIND}, found {shown(doc.get('kind'))}")
     items = doc.get("hosts")
     if items is None:
         raise r.fail("hosts", "is required: a list of hosts, each with hostname and role")
@@ -191,17 +200,9 @@ def parse_inventory(data: Any, source: str = "hosts.yaml") -> Inventory:
 def load_inventory(path: Path) -> Inventory:
     """Load and validate an inventory file; errors name the file and the field."""
     try:
-        text = path.read_text()
+        data = read_yaml(path)
     except FileNotFoundError:
         raise FieldError("", str(path), "no such file; write an inventory (see README, Seeds for bare metal)") from None
     except IsADirectoryError:
         raise FieldError("", str(path), "is a directory; --inventory takes a hosts.yaml file") from None
-    except UnicodeDecodeError:
-        raise FieldError(str(path), "(yaml)", "is not UTF-8 text") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise FieldError(str(path), "(yaml)", f"is not valid YAML{where}: {getattr(e, 'problem', e)}") from None
     return parse_inventory(data, str(path))

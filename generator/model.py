@@ -13,6 +13,7 @@ import yaml
 from kubeseed.runtime.config import (
     API_VERSION,
     DNS_LABEL,
+    DNS_NAME,
     KEY_ALGORITHMS,
     KUBELET,
     NETWORKING,
@@ -27,18 +28,39 @@ from kubeseed.runtime.config import (
 )
 from kubeseed.runtime.versions import DEFAULT, MAX_MINOR, MIN_MINOR, Version
 
-from .errors import FieldError
+from .errors import SHOWN, FieldError, shown
 from .templating import render_template
+from .yamlfile import load_documents, problem, read_text, read_yaml
 
 CLUSTER_FILE = "cluster.yaml"
 
 
 _LINUX_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 _CRYPT_HASH = re.compile(r"\$(1|5|6|y|2[aby])\$[./A-Za-z0-9$=,]+")
+# One printable ASCII line: cloud-init's ssh_util splits authorized_keys on \r, \v, \x85 and \u2028 too, so any
+# of them would start a second entry (with options such as command="...") inside one "key".
 _SSH_KEY = re.compile(
-    r"(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com) \S+.*"
+    r"(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com)"
+    r" [A-Za-z0-9+/]+={0,3}( [ -~]*)?"
 )
 _IMAGE_REPO = re.compile(r"[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*")
+NODE_NAME_MAX = 52  # the kubelet's certificate is for system:node:NAME, and a common name holds 64 bytes
+
+
+def hostname_error(name: str) -> str:
+    """'' if ``name`` can be a machine's host name, which is also its Kubernetes node name; else why not."""
+    if not DNS_NAME.fullmatch(name):
+        return (
+            f'{shown(name)} is not a lower-case DNS name (letters a-z, digits, "-" and ".", labels of at most 63); '
+            "it is also the node name"
+        )
+    if len(name) > NODE_NAME_MAX:
+        return (
+            f"{shown(name)} is {len(name)} characters; a host name here has at most {NODE_NAME_MAX}: it is also the "
+            f"node name, whose kubelet certificate is for system:node:NAME, and a certificate's common name holds "
+            "64 bytes (Linux host names hold 64 too)"
+        )
+    return ""
 
 
 @dataclass
@@ -78,7 +100,8 @@ def default_cluster_text(
     pod_subnet: str = Networking.pod_subnet,
     service_subnet: str = Networking.service_subnet,
 ) -> str:
-    """The commented cluster.yaml that ``cluster create`` writes."""
+    """The commented cluster.yaml that ``cluster create`` writes (the template quotes every value as YAML needs:
+    no value can end its line and add keys)."""
     return render_template(
         "cluster.yaml.j2",
         name=name,
@@ -112,8 +135,9 @@ class _Reader:
             raise self.fail(path, f"must be a mapping, found {type(value).__name__}")
         for key in value:
             if key not in allowed:
+                name = key if isinstance(key, str) and key.isprintable() and len(key) <= SHOWN else shown(key)
                 raise self.fail(
-                    f"{path}.{key}" if path else str(key),
+                    f"{path}.{name}" if path else name,
                     f"unknown field; known fields here: {', '.join(sorted(allowed))}",
                 )
         return value
@@ -124,7 +148,7 @@ class _Reader:
         if value is None:
             raise self.fail(full, "is required")
         if not isinstance(value, str) or not value:
-            raise self.fail(full, f"must be a non-empty string, found {value!r}")
+            raise self.fail(full, f"must be a non-empty string, found {shown(value)}")
         return value
 
     def string_list(self, value: Any, path: str) -> list[str]:
@@ -134,7 +158,7 @@ class _Reader:
             raise self.fail(path, f"must be a list, found {type(value).__name__}")
         for i, item in enumerate(value):
             if not isinstance(item, str) or not item:
-                raise self.fail(f"{path}[{i}]", f"must be a non-empty string, found {item!r}")
+                raise self.fail(f"{path}[{i}]", f"must be a non-empty string, found {shown(item)}")
         return list(value)
 
 
@@ -164,14 +188,15 @@ def parse_cluster(data: Any, source: str = CLUSTER_FILE, base_dir: Path | None =
         "addons",
     }
     doc = r.mapping(data, "", top)
+    _one_line(r, doc, "")  # first: the shared parsers' messages quote values whole
     api = doc.get("apiVersion")
     if api != API_VERSION:
-        raise r.fail("apiVersion", f'unknown version "{api}"; this kubeseed reads {API_VERSION}')
+        raise r.fail("apiVersion", f"unknown version {shown(api)}; this kubeseed reads {API_VERSION}")
     if doc.get("kind") != "Cluster":
-        raise r.fail("kind", f'must be Cluster, found "{doc.get("kind")}"')
+        raise r.fail("kind", f"must be Cluster, found {shown(doc.get('kind'))}")
     name = r.string(doc, "name", "")
     if not DNS_LABEL.fullmatch(name):
-        raise r.fail("name", f'"{name}" is not a DNS-1123 label (lower-case letters, digits, "-"; at most 63)')
+        raise r.fail("name", f'{shown(name)} is not a DNS-1123 label (lower-case letters, digits, "-"; at most 63)')
     version = r.string(doc, "kubernetesVersion", "", DEFAULT)
     try:
         Version(version)
@@ -181,11 +206,11 @@ def parse_cluster(data: Any, source: str = CLUSTER_FILE, base_dir: Path | None =
     try:
         split_endpoint(endpoint)
     except ValueError as e:
-        raise r.fail("controlPlaneEndpoint", f'"{endpoint}" {e}') from None
+        raise r.fail("controlPlaneEndpoint", f"{shown(endpoint)} {e}") from None
     repo = r.string(doc, "imageRepository", "", NodeConfig.image_repository)
     if not _IMAGE_REPO.fullmatch(repo):
         raise r.fail(
-            "imageRepository", f'"{repo}" is not a registry path like registry.k8s.io or mirror.local:5000/k8s'
+            "imageRepository", f"{shown(repo)} is not a registry path like registry.k8s.io or mirror.local:5000/k8s"
         )
     net = _shared(r, parse_networking, doc.get("networking"), "networking", NETWORKING)
     # cluster-wide rules a single machine's config cannot see
@@ -204,7 +229,7 @@ def parse_cluster(data: Any, source: str = CLUSTER_FILE, base_dir: Path | None =
         )
     alg = r.string(doc, "keyAlgorithm", "", NodeConfig.key_algorithm)
     if alg not in KEY_ALGORITHMS:
-        raise r.fail("keyAlgorithm", f'"{alg}" is not one of {", ".join(KEY_ALGORITHMS)}')
+        raise r.fail("keyAlgorithm", f"{shown(alg)} is not one of {', '.join(KEY_ALGORITHMS)}")
     kubelet = _shared(r, parse_kubelet, doc.get("kubelet"), "kubelet", KUBELET)
 
     users = _parse_users(r, doc.get("users"))
@@ -240,7 +265,7 @@ def _parse_users(r: _Reader, value: Any) -> list[LoginUser]:
         u = r.mapping(item, path, {"name", "sshAuthorizedKeys", "passwordHash", "groups", "sudo"})
         name = r.string(u, "name", path)
         if not _LINUX_USER.fullmatch(name):
-            raise r.fail(f"{path}.name", f'"{name}" is not a valid Linux user name')
+            raise r.fail(f"{path}.name", f"{shown(name)} is not a valid Linux user name")
         if name in seen:
             raise r.fail(f"{path}.name", f'"{name}" is listed twice')
         seen.add(name)
@@ -256,10 +281,10 @@ def _parse_users(r: _Reader, value: Any) -> list[LoginUser]:
         groups = r.string_list(u.get("groups"), f"{path}.groups")
         for j, g in enumerate(groups):
             if not _LINUX_USER.fullmatch(g):
-                raise r.fail(f"{path}.groups[{j}]", f'"{g}" is not a valid group name')
+                raise r.fail(f"{path}.groups[{j}]", f"{shown(g)} is not a valid group name")
         sudo = u.get("sudo", False)
         if not isinstance(sudo, bool):
-            raise r.fail(f"{path}.sudo", f"must be true or false, found {sudo!r}")
+            raise r.fail(f"{path}.sudo", f"must be true or false, found {shown(sudo)}")
         users.append(
             LoginUser(
                 name=name, ssh_authorized_keys=[k.strip() for k in keys], password_hash=pw, groups=groups, sudo=sudo
@@ -269,21 +294,44 @@ def _parse_users(r: _Reader, value: Any) -> list[LoginUser]:
 
 
 def _parse_addons(r: _Reader, value: Any, base_dir: Path | None) -> list[Path]:
-    paths = r.string_list(value, "addons")
+    """Add-on manifests: files inside the cluster directory (after resolving links), each a YAML stream."""
     out: list[Path] = []
-    for i, rel in enumerate(paths):
-        p = Path(rel)
-        if base_dir is not None and not p.is_absolute():
-            p = base_dir / p
-        if base_dir is not None:
-            if not p.is_file():
-                raise r.fail(f"addons[{i}]", f'"{rel}" does not exist (paths are relative to the cluster directory)')
-            try:
-                list(yaml.safe_load_all(p.read_text()))
-            except (yaml.YAMLError, UnicodeDecodeError) as e:
-                raise r.fail(f"addons[{i}]", f'"{rel}" is not a YAML manifest: {str(e).splitlines()[0]}') from None
+    for i, rel in enumerate(r.string_list(value, "addons")):
+        where, p = f"addons[{i}]", Path(rel)
+        if p.is_absolute() or ".." in p.parts:
+            raise r.fail(
+                where,
+                f'{shown(rel)} must be a path inside the cluster directory, relative to it (no "/" '
+                'at the start, no ".."); copy the manifest into the cluster directory',
+            )
+        if base_dir is None:
+            out.append(p)
+            continue
+        p = base_dir / p
+        if not p.resolve().is_relative_to(base_dir.resolve()):
+            raise r.fail(where, f"{shown(rel)} is a link leading out of the cluster directory; copy the manifest in")
+        if not p.is_file():
+            raise r.fail(where, f"{shown(rel)} does not exist (paths are relative to the cluster directory)")
+        try:
+            load_documents(read_text(p))
+        except yaml.YAMLError as e:
+            raise r.fail(where, f"{shown(rel)} is not a YAML manifest: {problem(e)}") from None
         out.append(p)
     return out
+
+
+def _one_line(r: _Reader, value: Any, path: str) -> None:
+    """Every string in cluster.yaml is one line of printable text: values end up in files that the kubelet,
+    systemd and cloud-init read line by line."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _one_line(r, key, path or "(document)")
+            _one_line(r, item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _one_line(r, item, f"{path}[{i}]")
+    elif isinstance(value, str) and not value.isprintable():
+        raise r.fail(path, f"{shown(value)} must be a one-line string, without control characters")
 
 
 def load_cluster(cluster_dir: Path) -> Cluster:
@@ -296,10 +344,4 @@ def load_cluster(cluster_dir: Path) -> Cluster:
             f"no {CLUSTER_FILE} here; create the cluster with "
             f"`kubeseed cluster create {cluster_dir} --endpoint HOST:6443`",
         )
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise FieldError(str(path), "(yaml)", f"is not valid YAML{where}: {getattr(e, 'problem', e)}") from None
-    return parse_cluster(data, str(path), cluster_dir)
+    return parse_cluster(read_yaml(path), str(path), cluster_dir)

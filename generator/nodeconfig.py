@@ -101,6 +101,7 @@ def to_doc(cfg: NodeConfig) -> dict[str, Any]:
         _set(doc["discovery"], "unsafeSkipCAVerification", d.unsafe_skip_ca_verification, False)
     if cfg.role == "master":
         doc.update(pki=dict(cfg.pki), bootstrapTokens=list(cfg.bootstrap_tokens), addons=list(cfg.addons))
+        _set(doc, "advertiseAddress", cfg.advertise_address, "")
     return doc
 
 

@@ -84,12 +84,14 @@ def cloud_config(plan: NodePlan) -> dict[str, Any]:
     files = []
     for f in plan.files:
         entry = {"path": f.path}
-        packed = base64.b64encode(gzip_bytes(f.content)).decode()
+        gz = gzip_bytes(f.content)
+        encoding = "gz+b64" if len(gz) < len(f.content) else "b64"  # already packed (the runtime): no gzip on top
+        packed = base64.b64encode(gz if encoding == "gz+b64" else f.content).decode()
         text = _as_text(f.content)
         if text is not None and len(text) <= len(packed):
             entry["content"] = text
         else:
-            entry["encoding"] = "gz+b64"
+            entry["encoding"] = encoding
             entry["content"] = packed
         if f.owner != "root:root":  # cloud-init's default owner
             entry["owner"] = f.owner
@@ -112,12 +114,14 @@ def render_cloud_init(plan: NodePlan) -> bytes:
 
 
 def _data_url(content: bytes) -> dict[str, Any]:
-    """The smaller of a percent-encoded and a gzip+base64 data URL."""
+    """The smallest of a percent-encoded, a base64 and a gzip+base64 data URL."""
     plain = "data:," + urllib.parse.quote(content, safe="")
-    packed = "data:;base64," + base64.b64encode(gzip_bytes(content)).decode()
+    gz = gzip_bytes(content)
+    zipped = len(gz) < len(content)  # no gzip over what is packed already (the runtime)
+    packed = "data:;base64," + base64.b64encode(gz if zipped else content).decode()
     if len(plain) <= len(packed):
         return {"source": plain}
-    return {"source": packed, "compression": "gzip"}
+    return {"source": packed, "compression": "gzip"} if zipped else {"source": packed}
 
 
 def ignition_config(plan: NodePlan) -> dict[str, Any]:

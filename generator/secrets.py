@@ -8,13 +8,15 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
-import yaml
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from kubeseed.runtime import pki
+from kubeseed.runtime.config import load_yaml
 from kubeseed.runtime.init.controlplane import PKI_FILES
+from kubeseed.runtime.keys import spki
 from kubeseed.runtime.tokens import ca_pin
 
 from .errors import UserError
@@ -25,6 +27,8 @@ from .tokens import DEFAULT_TTL, BootstrapToken, load_tokens, new_token, save_to
 # file name under pki/ (and under /etc/kubernetes/pki on a master) -> CA common name
 CAS = {"ca": "kubernetes", "etcd/ca": "etcd-ca", "front-proxy-ca": "front-proxy-ca"}
 SECRET_FILES = PKI_FILES  # the same set the master node config carries
+# each private key and the file holding its public half: a key that is not the certificate's signs nothing valid
+KEY_PAIRS = [(f"{base}.key", f"{base}.crt") for base in CAS] + [("sa.key", "sa.pub")]
 
 
 @dataclass
@@ -72,9 +76,9 @@ def write_cluster_dir(cluster_dir: Path, cluster_text: str, secrets: ClusterSecr
             f"{cluster_dir} already exists; kubeseed never overwrites a cluster. "
             "Pick another directory, or remove it if you really mean to start over"
         )
-    parse_cluster(yaml.safe_load(cluster_text), str(cluster_dir / CLUSTER_FILE))
+    parse_cluster(load_yaml(cluster_text), str(cluster_dir / CLUSTER_FILE))
     parent = cluster_dir.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(parent)
     tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{cluster_dir.name}.creating."))
     try:
         os.chmod(tmp, 0o700)
@@ -91,25 +95,37 @@ def write_cluster_dir(cluster_dir: Path, cluster_text: str, secrets: ClusterSecr
 
 
 def load_secrets(cluster_dir: Path) -> ClusterSecrets:
+    """The pki/ files, each parsed, each private key checked against its certificate or public key."""
     files: dict[str, bytes] = {}
+    public: dict[str, bytes] = {}  # file name -> the DER SubjectPublicKeyInfo it holds
     for name in SECRET_FILES:
         path = cluster_dir / "pki" / name
         try:
             files[name] = path.read_bytes()
+            public[name] = spki(_load_pki(name, files[name]))
         except OSError as e:
             raise UserError(
                 f"{path}: cannot read ({e.strerror}); the cluster directory is incomplete. Restore it from your backup"
             ) from None
-    try:
-        for base in CAS:
-            pki.load_cert(files[f"{base}.crt"])
-            pki.load_key(files[f"{base}.key"])
-        pki.load_key(files["sa.key"])
-    except ValueError as e:
-        raise UserError(
-            f"{cluster_dir / 'pki'}: a CA or key does not parse ({e}); restore it from your backup"
-        ) from None
+        except (ValueError, TypeError) as e:  # TypeError: a key with a passphrase
+            raise UserError(f"{path}: does not parse ({e}); restore it from your backup") from None
+    for key, pub in KEY_PAIRS:
+        if public[key] != public[pub]:
+            pki_dir = cluster_dir / "pki"
+            raise UserError(
+                f"{pki_dir / key} is not the key of {pki_dir / pub} (they are of different key pairs); "
+                "restore both files from the same backup"
+            )
     return ClusterSecrets(files, load_tokens(cluster_dir))
+
+
+def _load_pki(name: str, pem: bytes) -> Any:
+    """The certificate (.crt), public key (.pub) or private key in a pki/ file."""
+    if name.endswith(".crt"):
+        return pki.load_cert(pem)
+    if name.endswith(".pub"):
+        return serialization.load_pem_public_key(pem)
+    return pki.load_key(pem)
 
 
 def load(cluster_dir: Path) -> tuple[Cluster, ClusterSecrets]:

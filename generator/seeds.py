@@ -24,6 +24,11 @@ from .seednet import network_config_v2, network_data
 KINDS = ("nocloud", "configdrive")
 LABELS = {"nocloud": "cidata", "configdrive": "config-2"}
 USER_DATA = {"nocloud": "user-data", "configdrive": "openstack/latest/user_data"}
+# every file a seed of either kind may hold (the network files only for static hosts): what a re-run may replace
+SEED_FILES = frozenset(
+    {"user-data", "meta-data", "network-config"}
+    | {f"openstack/latest/{name}" for name in ("meta_data.json", "user_data", "network_data.json")}
+)
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_DNS, "seeds.kubeseed.io")
 
 

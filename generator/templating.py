@@ -7,18 +7,32 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import yaml
 
 import kubeseed.templates
+
+_NO_WRAP = float("inf")
+
+
+def yaml_scalar(value: Any, style: str | None = None) -> str:
+    """``value`` as one line of YAML (the ``yaml`` filter): plain where YAML reads it back unchanged, else quoted,
+    so a value pasted into a template can never end its line and add keys. ``style='"'`` always double-quotes."""
+    text = yaml.safe_dump(value, default_style=style, width=_NO_WRAP).removesuffix("\n...\n").rstrip("\n")
+    if "\n" in text:  # a multi-line single-quoted scalar: double quotes escape the line breaks instead
+        text = yaml.safe_dump(value, default_style='"', width=_NO_WRAP).rstrip("\n")
+    return text
 
 
 @lru_cache(maxsize=1)
 def _env() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(Path(kubeseed.templates.__file__).parent)),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
     )
+    env.filters["yaml"] = yaml_scalar
+    return env
 
 
 def render_template(template: str, **values: Any) -> str:

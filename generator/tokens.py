@@ -13,8 +13,9 @@ import yaml
 
 from kubeseed.runtime.tokens import TOKEN_ID_RE, parse_token
 
-from .errors import FieldError, UserError
+from .errors import FieldError, UserError, shown
 from .fsutil import atomic_write
+from .yamlfile import read_yaml
 
 TOKENS_FILE = "tokens.yaml"
 ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
@@ -22,7 +23,8 @@ USAGES = ("signing", "authentication")
 DEFAULT_GROUP = "system:bootstrappers:kubeadm:default-node-token"
 GROUP_RE = re.compile(r"system:bootstrappers:[a-z0-9:-]{0,255}[a-z0-9]")
 DEFAULT_TTL = datetime.timedelta(hours=24)
-_DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+MAX_TTL_HOURS = 876_000  # 100 years: longer ones overflow Python's dates (and outlive any certificate)
+_DURATION = re.compile(r"(?:([0-9]{1,18})h)?(?:([0-9]{1,18})m)?(?:([0-9]{1,18})s)?")
 
 
 def generate_token() -> str:
@@ -37,12 +39,12 @@ def parse_ttl(text: str) -> datetime.timedelta | None:
         return None
     m = _DURATION.fullmatch(text)
     if not text or not m or not any(m.groups()):
-        raise ValueError(f'"{text}" is not a duration like 24h, 1h30m or 90s (0 = never expires)')
+        raise ValueError(f"{shown(text)} is not a duration like 24h, 1h30m or 90s (0 = never expires)")
     h, mi, s = (int(g or 0) for g in m.groups())
-    ttl = datetime.timedelta(hours=h, minutes=mi, seconds=s)
-    if not ttl:
-        return None
-    return ttl
+    seconds = 3600 * h + 60 * mi + s
+    if seconds > 3600 * MAX_TTL_HOURS:
+        raise ValueError(f"{shown(text)} is longer than {MAX_TTL_HOURS}h (100 years)")
+    return datetime.timedelta(seconds=seconds) if seconds else None
 
 
 def now_utc() -> datetime.datetime:
@@ -89,12 +91,14 @@ def new_token(
 ) -> BootstrapToken:
     usages = list(usages) if usages is not None else list(USAGES)
     groups = list(groups) if groups is not None else [DEFAULT_GROUP]
+    if not usages:
+        raise UserError(f"--usages: name at least one of {','.join(USAGES)}; a token without usages serves nothing")
     for u in usages:
         if u not in USAGES:
-            raise UserError(f'--usages: "{u}" is not a token usage; use {",".join(USAGES)}')
+            raise UserError(f"--usages: {shown(u)} is not a token usage; use {','.join(USAGES)}")
     for g in groups:
         if not GROUP_RE.fullmatch(g):
-            raise UserError(f'--groups: "{g}" must match system:bootstrappers:[a-z0-9:-]*[a-z0-9]')
+            raise UserError(f"--groups: {shown(g)} must match system:bootstrappers:[a-z0-9:-]*[a-z0-9]")
     expires = now_utc() + ttl if ttl is not None else None
     return BootstrapToken(generate_token(), description, expires, usages, groups)
 
@@ -120,7 +124,7 @@ def _parse_entry(item: Any, source: str, path: str) -> BootstrapToken:
             exp = datetime.datetime.strptime(str(expires), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
         except ValueError:
             raise FieldError(
-                source, f"{path}.expires", f'"{expires}" is not a UTC time like 2026-01-02T15:04:05Z'
+                source, f"{path}.expires", f"{shown(expires)} is not a UTC time like 2026-01-02T15:04:05Z"
             ) from None
     usages = item.get("usages", list(USAGES))
     if not isinstance(usages, list) or any(u not in USAGES for u in usages):
@@ -138,12 +142,7 @@ def load_tokens(cluster_dir: Path) -> list[BootstrapToken]:
     path = cluster_dir / TOKENS_FILE
     if not path.exists():
         return []
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError:
-        raise FieldError(
-            str(path), "(yaml)", "is not valid YAML; restore it or delete it and run `kubeseed token create`"
-        ) from None
+    data = read_yaml(path, "; restore it, or delete it and run `kubeseed token create`") or {}
     items = data.get("tokens") if isinstance(data, dict) else None
     if not isinstance(items, list):
         raise FieldError(str(path), "tokens", "must be a list")
@@ -166,7 +165,7 @@ def find_token(tokens: list[BootstrapToken], ident: str) -> BootstrapToken:
     """Find a token by id or by whole token; the secret is never echoed."""
     tid = ident.split(".", 1)[0]
     if not TOKEN_ID_RE.fullmatch(tid):
-        raise UserError(f'"{tid}" is not a token id ([a-z0-9]{{6}}); see `kubeseed token list`')
+        raise UserError(f"{shown(tid)} is not a token id ([a-z0-9]{{6}}); see `kubeseed token list`")
     for t in tokens:
         if t.id == tid:
             return t

@@ -145,7 +145,8 @@ def prune(sources: dict[str, str]) -> dict[str, str]:
                     used.update(a.name for a in node.names)
         dropped = 0
         for tree in trees.values():
-            bodies = [tree.body] + [c.body for c in tree.body if isinstance(c, ast.ClassDef)]
+            # methods only of classes without bases: a subclass's methods may be hooks its base calls by name
+            bodies = [tree.body] + [c.body for c in tree.body if isinstance(c, ast.ClassDef) and not c.bases]
             for body in bodies:
                 keep = [node for node in body if not _defines(node) or _defines(node) & used]
                 dropped += len(body) - len(keep)
@@ -254,11 +255,27 @@ def unpack_sources(data: bytes) -> dict[str, str]:
     return dict(zip(items[1::2], items[2::2]))
 
 
+CLI = "kubeseed/runtime/cli.py"
+
+
+def without_help(source: str) -> str:
+    """The CLI without its help text and argument names (``--help`` still lists the commands, and each command's
+    flags with their choices). For the node payload's runtime only: it must fit EC2's 16 KiB of user-data, and a
+    node's first boot needs the flags, not their descriptions; the README and the full runtime have them."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            node.keywords = [k for k in node.keywords if k.arg not in ("help", "description", "metavar")]
+    return ast.unparse(tree)
+
+
 @lru_cache(maxsize=8)
 def build_zipapp(role: str | None = None, minify: bool = True) -> bytes:
     """The runtime as an executable zip (``python3 kubeseed-runtime.pyz --help``), for ``role`` or complete:
     the modules packed with bzip2, and a one-line ``__main__.py`` that runs them."""
     code = runtime_sources(role)
+    if role == "node" and minify:
+        code[CLI] = without_help(code[CLI])
     sources = {"kubeseed/__init__.py": ""}
     sources.update({n: shrink(t) for n, t in prune(code).items()} if minify else code)
     packed = pack_sources(sources)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
 import sys
 from collections.abc import Sequence
@@ -142,6 +141,7 @@ def _role_and_doc(args: argparse.Namespace, flags: Dict[str, str]) -> Tuple[Any,
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    os.umask(0o077)  # whatever umask it inherits: every directory it makes is 0700, every file gets its own mode
     args = _parser().parse_args(argv)
     if args.root and not os.path.isdir(args.root):
         print(f"error: --root {args.root}: no such directory", file=sys.stderr)
@@ -151,6 +151,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return status(Context("status", None, args.root))
         flags: Dict[str, str] = {}
         role, doc, path = _role_and_doc(args, flags)
+        for field, value, flag in (
+            ("nodeName", args.node_name, "--node-name"),
+            ("advertiseAddress", getattr(args, "advertise_address", ""), "--advertise-address"),
+        ):
+            if value and isinstance(doc, dict):  # flags override the config, and are checked as it is
+                doc[field], flags[field] = value, flag
         cfg = None
         try:
             cfg = parse_node_config(doc, role.CONFIG) if doc is not None else None
@@ -159,14 +165,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise ConfigError(flags[field] if flags.get(field) else f"{path}: {e.path}", e.message) from None
         ignore = frozenset(x.strip().lower() for x in args.ignore_preflight_errors.split(",") if x.strip())
         timeout = getattr(args, "timeout", 300)
-        if timeout <= 0:
+        if not 0 < timeout < float("inf"):  # nan and inf too: either would never time out
             raise ConfigError("--timeout", f"must be a positive number of seconds, not {timeout:g}")
-        advertise = getattr(args, "advertise_address", "")
-        if advertise:
-            try:
-                ipaddress.ip_address(advertise)
-            except ValueError:
-                raise ConfigError("--advertise-address", f'"{advertise}" is not an IP address') from None
         ctx = Context(
             args.command,
             cfg,
@@ -174,7 +174,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             args.node_name,
             ignore,
             timeout=timeout,
-            advertise_address=advertise,
             verbose=args.verbose,
         )
         if args.command == "preflight":
@@ -198,7 +197,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 )
         code = run(ctx, steps, args.phase or "", frozenset(chosen if not args.phase else ()))
         if code == 0 and role.DONE and not args.phase:
-            ctx.say(role.DONE)
+            ctx.say(*role.DONE.split("\n"))
         return code
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -83,6 +83,7 @@ class NodeConfig:
     pki: Dict[str, str] = field(default_factory=dict)
     bootstrap_tokens: List[Dict[str, Any]] = field(default_factory=list)
     addons: List[str] = field(default_factory=list)
+    advertise_address: str = ""
 
     @property
     def version(self) -> Version:
@@ -90,8 +91,9 @@ class NodeConfig:
 
 
 def split_endpoint(endpoint: str) -> Tuple[str, int]:
-    """``host:port`` or ``[v6]:port`` -> (host, port); ValueError says why not."""
-    m = re.fullmatch(r"\[([0-9a-fA-F:.]+)\]:(\d{1,5})|([^:\[\]/\s]+):(\d{1,5})", endpoint)
+    """``host:port`` or ``[v6]:port`` -> (host, port); ValueError says why not. ASCII only: lower() makes some
+    other letters ASCII (the Kelvin sign becomes k), which no certificate or URL takes."""
+    m = re.fullmatch(r"\[([0-9a-fA-F:.]+)\]:(\d{1,5})|([^:\[\]/\s]+):(\d{1,5})", endpoint, re.A)
     if not m:
         raise ValueError("is not host:port (example: 10.0.0.10:6443, or [fd00::10]:6443 for IPv6)")
     host, port = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
@@ -103,8 +105,8 @@ def split_endpoint(endpoint: str) -> Tuple[str, int]:
         try:
             ipaddress.IPv4Address(host)
         except ValueError:
-            if re.fullmatch(r"[0-9.]+", host) or not DNS_NAME.fullmatch(host.lower()):
-                raise ValueError(f"host {host!r} is neither an IPv4 address nor a DNS name") from None
+            if re.fullmatch(r"[0-9.]+", host) or not (host.isascii() and DNS_NAME.fullmatch(host.lower())):
+                raise ValueError(f"host {host!a} is neither an IPv4 address nor a DNS name") from None
     return host, int(port)
 
 
@@ -301,8 +303,8 @@ def parse_discovery(disc: Doc) -> Discovery:
     check(
         bool(pins) or unsafe,
         disc.at("caCertHashes"),
-        "at least one CA pin (sha256:<hex>) is required; without one (unsafeSkipCAVerification, "
-        "--discovery-token-unsafe-skip-ca-verification) a network attacker can impersonate the API server",
+        "at least one CA pin (sha256:<hex>) is required; skipping it (unsafeSkipCAVerification, "
+        "--discovery-token-unsafe-skip-ca-verification) lets an attacker impersonate the API server",
     )
     return Discovery(token, pins, unsafe)
 
@@ -323,7 +325,7 @@ def load_yaml(text: Any) -> Any:
             for key_node, _ in node.value:
                 key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
                 if key in seen:
-                    raise yaml.YAMLError(f"line {key_node.start_mark.line + 1}: key {key[:40]!r} appears twice")
+                    raise yaml.YAMLError(f"line {key_node.start_mark.line + 1}: key {str(key)[:40]!r} appears twice")
                 if key is not None:
                     seen.add(key)
             return super().construct_mapping(node, deep)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 
@@ -10,8 +11,7 @@ from .workflow import Context, PhaseError, write_atomic
 CONFIG = "/var/lib/kubelet/config.yaml"
 FLAGS = "/var/lib/kubelet/kubeadm-flags.env"
 DROP_IN = "/etc/systemd/system/kubelet.service.d/10-kubeadm.conf"
-DROP_IN_TEXT = """# Written by kubeseed as kubeadm's package writes it.
-[Service]
+DROP_IN_TEXT = """[Service]
 Environment="KUBELET_KUBECONFIG_ARGS=--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf \
 --kubeconfig=/etc/kubernetes/kubelet.conf"
 Environment="KUBELET_CONFIG_ARGS=--config=/var/lib/kubelet/config.yaml"
@@ -53,7 +53,12 @@ def config_phase(ctx: Context) -> None:
     write_atomic(ctx.path(CONFIG), yaml.safe_dump(kubelet_configuration(ctx)), 0o644)
     args = {"container-runtime-endpoint": cfg.kubelet.container_runtime_endpoint, "hostname-override": ctx.name()}
     args.update(cfg.kubelet.extra_args)
-    flags = " ".join(f"--{k}={v}" for k, v in args.items())
+    # Escaped twice, for how systemd reads the file back: its EnvironmentFile parser takes \\ and \" inside the
+    # double quotes as \ and " (and expands no $), then ExecStart splits $KUBELET_KUBEADM_ARGS at spaces, taking
+    # quotes and backslashes as quoting. So no value can end the quotes or add a line, and each flag reaches the
+    # kubelet as one exact word. Plain flags read as kubeadm writes them.
+    flags = " ".join(re.sub(r"([\\\"' ])", r"\\\1", f"--{k}={v}") for k, v in args.items())
+    flags = re.sub(r'([\\"])', r"\\\1", flags)
     write_atomic(ctx.path(FLAGS), f'KUBELET_KUBEADM_ARGS="{flags}"\n', 0o644)
     write_atomic(ctx.path(DROP_IN), DROP_IN_TEXT, 0o644)
 
@@ -70,8 +75,7 @@ def start_phase(ctx: Context) -> None:
     steps = (("daemon-reload",), ("enable", "kubelet"), ("restart", "kubelet"))
     if ctx.root:
         ctx.say(
-            "\t--root: not starting services; on the machine this runs: systemctl "
-            + ", ".join(" ".join(s) for s in steps)
+            "\t--root: not starting services; a machine would run systemctl " + ", ".join(" ".join(s) for s in steps)
         )
         return
     for step in steps:

@@ -17,10 +17,7 @@ from .versions import DEFAULT, Version
 from .workflow import Context, PhaseError
 
 PATH_DIRS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
-K8S_REPO = (
-    "the Kubernetes package repository https://pkgs.k8s.io/core:/stable:/v1.{0}/deb/ "
-    "(kubernetes.io: Installing kubeadm)"
-)
+K8S_REPO = "https://pkgs.k8s.io/core:/stable:/v1.{0}/deb/"  # the Kubernetes package repository, one per minor
 if TYPE_CHECKING:
     Result = List[Tuple[str, str]]  # (level "error"|"warning", message)
     Check = Tuple[str, Callable[["Env"], Result]]
@@ -175,23 +172,9 @@ def _swap(env: Env) -> Result:
     return [
         (
             "warning",
-            "swap is on; the kubelet refuses to start with swap unless configured to allow it. "
-            "Turn it off: swapoff -a, and remove the swap lines from /etc/fstab",
+            "swap is on: the kubelet will not start with it. Fix: swapoff -a, and remove it from /etc/fstab",
         )
     ]
-
-
-def _modules(env: Env) -> Result:
-    missing = []
-    if env.read("/proc/sys/net/bridge/bridge-nf-call-iptables") is None:
-        missing.append("br_netfilter")
-    if "\toverlay\n" not in (env.read("/proc/filesystems") or "") + "\n":
-        missing.append("overlay")
-    if not missing:
-        return []
-    mods = " ".join(missing)
-    fix = f"modprobe {mods}, and list them in /etc/modules-load.d/k8s.conf"
-    return [("warning", f"kernel module(s) {mods} not loaded. Fix: {fix}")]
 
 
 def _hostname(node_name: str) -> Callable[[Env], Result]:
@@ -230,7 +213,7 @@ def checks(version: Version, cri_endpoint: str, node_name: str, extra: List[Chec
         binaries += [("ip", "error", "iproute2"), ("iptables", "error", "iptables")]
         binaries += [("ethtool", "warning", "ethtool"), ("tc", "warning", "iproute2")]
     cs += [_binary(*b) for b in binaries]
-    cs += [("Swap", _swap), ("FileContent--proc-sys-net-ipv4-ip_forward", _ip_forward), ("KernelModules", _modules)]
+    cs += [("Swap", _swap), ("FileContent--proc-sys-net-ipv4-ip_forward", _ip_forward)]
     cs += [("Hostname", _hostname(node_name)), port(10250)]
     return cs + extra
 
@@ -238,7 +221,7 @@ def checks(version: Version, cri_endpoint: str, node_name: str, extra: List[Chec
 def run_checks(ctx: Context, cs: List[Check], env: Env) -> None:
     """Print kubeadm-style lines; raise PhaseError when an error is not ignored."""
     if env.root:
-        ctx.say(f"\t[INFO] --root {env.root}: binaries and files are looked up there; kernel and ports here")
+        ctx.say(f"\t[INFO] --root {env.root}: kernel and ports are this machine's")
     errors: List[str] = []
     ignore = ctx.ignore_errors
     for name, check in cs:

@@ -21,6 +21,7 @@ from kubeseed.runtime.versions import DEFAULT
 
 from ..console import say, step
 from ..errors import UserError
+from ..fsutil import make_private_dir
 from ..zipapp import build_zipapp
 from . import BuildError
 from .apt import (
@@ -171,7 +172,7 @@ class Builder:
     # -- cache and work dirs ----------------------------------------------------------------------------------
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        self.cache.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.cache)  # root's trees and logs: 0700
         with open(self.cache / ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield
@@ -179,7 +180,7 @@ class Builder:
     @contextmanager
     def workdir(self, name: str) -> Iterator[Path]:
         work = self.cache / "work"
-        work.mkdir(parents=True, exist_ok=True)
+        make_private_dir(work)
         path = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=work))
         try:
             yield path
@@ -188,7 +189,7 @@ class Builder:
 
     def _log(self, name: str) -> Path:
         logs = self.cache / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
+        make_private_dir(logs)
         return logs / f"{name}.log"
 
     def _cached(self, info: TreeInfo, kind: str, tarball: Path, what: str) -> bool:
@@ -242,7 +243,7 @@ class Builder:
         t0 = time.monotonic()
         with self.workdir("base") as work, step(f"Bootstrapping Debian {SUITE} {ARCH} from {mirrors.archive}"):
             debs = self.cache / "debs"
-            debs.mkdir(exist_ok=True)
+            make_private_dir(debs)
             tree = work / "tree"
             cmd = ["unshare", "--mount", "--propagation", "private", "debootstrap", f"--variant={VARIANT}"]
             cmd += [f"--arch={ARCH}", f"--cache-dir={debs}", SUITE, str(tree), mirrors.archive]
@@ -349,7 +350,7 @@ class Builder:
                 size = self.opts.size or default_fs_size(used)
                 if size < used * 1.1:
                     raise UserError(f"--size {size >> 20} MiB is too small for {used >> 20} MiB of files")
-                out.parent.mkdir(parents=True, exist_ok=True)
+                make_private_dir(out.parent)
                 gib = size / (1 << 30)
                 with step(f"Writing the disk image (MBR, ext4 '{ROOT_LABEL}' by mke2fs -d, {gib:.1f} GiB)"):
                     make_disk(tree, temps[0], size, self._log("disk"))

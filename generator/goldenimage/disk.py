@@ -11,7 +11,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import UserError, shown
 from . import BuildError
 from .proc import run
 
@@ -67,7 +67,7 @@ def write_boot_config(tree: Path) -> None:
 def parse_size(text: str) -> int:
     m = re.fullmatch(r"(\d+)([KMGT]?)(i?B)?", text.strip(), re.I)
     if not m:
-        raise UserError(f'--size: "{text}" is not a size like 4G or 2048M')
+        raise UserError(f"--size: {shown(text)} is not a size like 4G or 2048M")
     return int(m.group(1)) * 1024 ** " KMGT".index((m.group(2) or " ").upper())
 
 

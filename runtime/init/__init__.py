@@ -3,16 +3,17 @@ node-config fields only a master's payload carries (the CA and service-account k
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
+import posixpath
 import re
-from typing import TYPE_CHECKING, Any, List
+from typing import TYPE_CHECKING, Any, Dict, List
 
-from ..config import ConfigError, Doc, NodeConfig, check
+from ..config import CONTROL, ConfigError, Doc, NodeConfig, check
 from ..preflight import Env, dir_available, file_available, port
 from ..tokens import parse_token
 from ..workflow import Context, Phase
-from .controlplane import MANIFESTS, PKI_FILES
-
-ADDON_DIR = "/etc/kubeseed/addons"
+from .controlplane import ADDON_DIR, MANIFESTS, PKI_FILES
 
 if TYPE_CHECKING:
     from ..preflight import Check
@@ -66,26 +67,100 @@ def checks() -> List[Check]:
 
 
 def parse_fields(d: Doc, cfg: NodeConfig) -> None:
-    """The master's part of the node config: the CA and SA keys, bootstrap tokens, add-on paths."""
+    """The master's part of the node config: the CA and SA keys, bootstrap tokens, add-on paths, and the API
+    server's address on this machine (--advertise-address sets it)."""
     pki: Any = d.get("pki", dict, required=True)
     for f in PKI_FILES:
         check(isinstance(pki.get(f), str) and "-----BEGIN" in pki[f], f"pki.{f}", "must hold a PEM block")
     check(set(pki) <= set(PKI_FILES), "pki", f"unknown files {sorted(set(pki) - set(PKI_FILES))}")
+    _check_pki(pki)
     cfg.pki = pki
     tokens = d.get("bootstrapTokens", list, [])
-    for i, t in enumerate(tokens):
-        path = f"bootstrapTokens[{i}]"
-        check(isinstance(t, dict), path, "must be a mapping")
-        try:
-            parse_token(t.get("token") if isinstance(t.get("token"), str) else "")
-        except ValueError as e:
-            raise ConfigError(f"{path}.token", str(e)) from None
-    cfg.bootstrap_tokens = tokens
+    cfg.bootstrap_tokens = [_token(Doc(t, f"bootstrapTokens[{i}]", TOKEN_FIELDS)) for i, t in enumerate(tokens)]
     addons = d.get("addons", list, [])
     for i, a in enumerate(addons):
-        check(isinstance(a, str) and a.startswith("/"), f"addons[{i}]", "must be an absolute path")
+        check(
+            isinstance(a, str)
+            and a.startswith(ADDON_DIR + "/")
+            and posixpath.normpath(a) == a
+            and not CONTROL.search(a),
+            f"addons[{i}]",
+            f'must be a file in {ADDON_DIR}/ (an absolute, normalized path: no "..", "//" or "./"), found {a!r}',
+        )
     cfg.addons = addons
+    cfg.advertise_address = d.get("advertiseAddress", str, "")
+    if cfg.advertise_address:
+        try:
+            ipaddress.ip_address(cfg.advertise_address)
+        except ValueError:
+            raise ConfigError("advertiseAddress", f'"{cfg.advertise_address}" is not an IP address') from None
 
 
-CONFIG = (("pki", "bootstrapTokens", "addons"), parse_fields)
+TOKEN_FIELDS = ("token", "description", "expires", "usages", "groups")
+RFC3339 = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)")
+GROUP = re.compile(r"system:bootstrappers:[a-z0-9:-]{0,255}[a-z0-9]")  # kubeadm's BootstrapGroupPattern
+
+
+def _token(t: Doc) -> Dict[str, Any]:
+    """One bootstrap token as the API phases use it; ``expires`` normalized to UTC (``...Z``), so that comparing
+    it with the time as text tells whether it expired."""
+    try:
+        parse_token(t.get("token", str, ""))
+    except ValueError as e:
+        raise ConfigError(t.at("token"), str(e)) from None
+    t.get("description", str)  # a string, if given
+    expires = t.data.get("expires")
+    out = dict(t.data)
+    if expires is not None:
+        m = RFC3339.fullmatch(expires) if isinstance(expires, str) else None
+        try:
+            when = datetime.datetime.strptime(m[1] + m[3], "%Y-%m-%dT%H:%M:%S%z") if m else None
+        except ValueError:  # no such date or time
+            when = None
+        if not when:
+            raise ConfigError(t.at("expires"), f'{expires!r} is not an RFC 3339 time such as "2030-01-31T12:00:00Z"')
+        out["expires"] = when.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    usages = t.get("usages", list, [])
+    check(
+        all(u in ("signing", "authentication") for u in usages),
+        t.at("usages"),
+        'each usage must be "signing" or "authentication"',
+    )
+    groups = t.get("groups", list, [])
+    check(
+        all(isinstance(g, str) and GROUP.fullmatch(g) for g in groups),
+        t.at("groups"),
+        "each group must match system:bootstrappers:[a-z0-9:-]*[a-z0-9]",
+    )
+    return out
+
+
+def _check_pki(pki: Dict[str, str]) -> None:
+    """Each pki entry must load as what its name says (certificate, private key, public key) and each key must
+    belong to its certificate: caught here, not as a traceback in the certs phase."""
+    try:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+    except ImportError:  # preflight says how to install it
+        return
+    from ..keys import load_key, spki
+
+    loaded: Dict[str, Any] = {}
+    for f in PKI_FILES:
+        load: Any = load_key
+        kind = "ECDSA or RSA private key without a password"
+        if f.endswith(".crt"):
+            load, kind = x509.load_pem_x509_certificate, "certificate"
+        elif f.endswith(".pub"):
+            load, kind = serialization.load_pem_public_key, "public key"
+        try:
+            loaded[f] = load(pki[f].encode())
+        except Exception:  # whatever cryptography raises for data it cannot load
+            raise ConfigError(f"pki.{f}", f"is not a PEM {kind}; render the payload again") from None
+    for key in ("ca.key", "etcd/ca.key", "front-proxy-ca.key", "sa.key"):
+        pub = key[:-4] + (".pub" if key == "sa.key" else ".crt")
+        check(spki(loaded[key]) == spki(loaded[pub]), f"pki.{key}", f"is not the key of pki.{pub}")
+
+
+CONFIG = (("pki", "bootstrapTokens", "addons", "advertiseAddress"), parse_fields)
 DONE = ""  # show-join-command says it all

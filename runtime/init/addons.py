@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import List
 
-from ..workflow import Context, PhaseError
+from ..workflow import Context, PhaseError, confine
 from .apiclient import with_client
-from .controlplane import config, version
+from .controlplane import ADDON_DIR, config, version
 from .objects import NODE_GROUP, binding, configmap, meta, role, rule
 
 COREFILE = """.:53 {
@@ -251,8 +251,9 @@ def addon(ctx: Context) -> None:
     cfg = config(ctx)
     objects = coredns(ctx) + kube_proxy(ctx)
     for path in cfg.addons:
+        file = confine(ctx.path(path), ctx.path(ADDON_DIR))  # no symlink may lead out of the add-on directory
         try:
-            with open(ctx.path(path)) as f:
+            with open(file) as f:
                 docs = [d for d in yaml.safe_load_all(f) if d]
         except (OSError, yaml.YAMLError) as e:
             raise PhaseError(f"add-on {path}: {e}") from None

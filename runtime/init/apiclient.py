@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import base64
 import os
-import shutil
 import tempfile
 import urllib.parse
 from typing import Any, Callable, Dict, List, Tuple, TypeVar
 
 from .. import api
 from ..kubeconfig import read_kubeconfig
-from ..workflow import Context, PhaseError
+from ..workflow import Context, PhaseError, confine
 from .objects import RBAC
 
 T = TypeVar("T")
@@ -41,23 +40,56 @@ class Client:
     def __init__(self, ctx: Context, conf: str) -> None:
         with open(ctx.path(f"/etc/kubernetes/{conf}")) as f:
             self.server, self.ca, creds = read_kubeconfig(f.read(), conf)
-        self.ctx, self.dir = ctx, tempfile.mkdtemp(prefix="kubeseed-")
-        self.cert = (os.path.join(self.dir, "crt"), os.path.join(self.dir, "key"))
-        for path, field in zip(self.cert, ("client-certificate-data", "client-key-data")):
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(base64.b64decode(creds[field]))
+        self.ctx = ctx
+        self.fds: List[int] = []
+        self.files: List[str] = []
+        try:
+            crt, key = (self._file(base64.b64decode(creds[k])) for k in ("client-certificate-data", "client-key-data"))
+        except BaseException:
+            self.close()
+            raise
+        self.cert = (crt, key)  # what api.call loads the client certificate from
         self.found: Dict[Tuple[str, str], Tuple[str, bool]] = {}
 
+    def _file(self, data: bytes) -> str:
+        """A path the ssl module can load ``data`` (the admin's certificate or key) from, with no key material on
+        any disk, and none left behind even by a killed run: an anonymous in-memory file (memfd), open until
+        close(), read through /proc/self/fd. Without memfd or /proc: a 0600 file beside the kubeconfig (inside the
+        root, which holds the same key already), removed by close()."""
+        try:
+            fd = os.memfd_create("kubeseed-client", os.MFD_CLOEXEC)
+            self.fds.append(fd)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            if os.path.exists(f"/proc/self/fd/{fd}"):
+                return f"/proc/self/fd/{fd}"
+        except (AttributeError, OSError):  # no os.memfd_create (not Linux), or the kernel refuses it
+            pass
+        fd, path = tempfile.mkstemp(dir=confine(self.ctx.path("/etc/kubernetes")), prefix=".client-")
+        self.files.append(path)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return path
+
     def close(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
+        for fd in self.fds:
+            os.close(fd)
+        for path in self.files:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        self.fds, self.files = [], []
 
     def call(self, method: str, path: str, body: Any = None, content_type: str = "application/json") -> Tuple[int, Any]:
         """One request, retried while the server is unreachable or answers 5xx (it may still be settling)."""
 
         def attempt() -> Tuple[int, Any]:
             try:
-                status, obj = api.call(self.server + path, self.ca, "", method, body, 15, self.cert, content_type)
+                status, obj = api.call(
+                    self.server + path, self.ca, "", method, body, 15, self.cert, content_type, self.ctx.deadline
+                )
             except api.Untrusted as e:
                 raise PhaseError(f"{self.server} does not present a certificate of this cluster's CA ({e})") from None
             if status >= 500 or status == 429:

@@ -21,7 +21,7 @@ def wait_control_plane(ctx: Context) -> None:
 
     def ready(client: Client) -> None:
         def attempt() -> None:
-            status, out = api.call(client.server + "/livez", client.ca, cert=client.cert)
+            status, out = api.call(client.server + "/livez", client.ca, cert=client.cert, deadline=ctx.deadline)
             if status != 200:
                 raise api.Unreachable(f"HTTP {status}: {out.get('message', '')}")
 
@@ -252,4 +252,4 @@ def show_join_command(ctx: Context) -> None:
         ]
     else:
         lines += ["No unexpired bootstrap token is left: create one to join nodes (kubeseed token create)."]
-    ctx.say("\n".join(lines))
+    ctx.say(*lines)

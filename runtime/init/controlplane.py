@@ -12,6 +12,7 @@ from .versions import ControlPlaneVersion
 
 PKI = "/etc/kubernetes/pki"
 MANIFESTS = "/etc/kubernetes/manifests"
+ADDON_DIR = "/etc/kubeseed/addons"  # the only place add-on manifests are read from
 # The CA and service-account keys a master payload carries (written into PKI as they are)
 PKI_FILES = (
     "ca.crt",
@@ -41,8 +42,8 @@ def url(ip: str, port: int) -> str:
 
 def advertise_address(ctx: Context) -> str:
     """--advertise-address, else the address this machine would reach the endpoint (or the world) from."""
-    if ctx.advertise_address:
-        return ctx.advertise_address
+    if config(ctx).advertise_address:
+        return config(ctx).advertise_address
     host = split_endpoint(config(ctx).control_plane_endpoint)[0]
     for target in (host, "192.0.2.1"):
         try:

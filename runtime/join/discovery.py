@@ -30,11 +30,11 @@ def discovery(ctx: Context) -> None:
 
     def fetch(ca: Any) -> Any:
         def attempt() -> Any:
-            status, body = api.call(url, ca)
-            if status != 200:
-                raise api.Unreachable(f"HTTP {status} from {url}: {body.get('message', '')}")
-            data = body.get("data") or {}
-            if "kubeconfig" not in data or (ca is None and key not in data):
+            status, body = api.call(url, ca, deadline=ctx.deadline)
+            data = body.get("data")
+            if status != 200 or not isinstance(data, dict) or not isinstance(data.get("kubeconfig"), str):
+                raise api.Unreachable(f"HTTP {status} from {url}, not a cluster-info ConfigMap: {body['message']}")
+            if ca is None and not isinstance(data.get(key), str):
                 raise NoSignature(f"cluster-info has no signature for token {token_id} yet")
             return data
 
@@ -49,7 +49,7 @@ def discovery(ctx: Context) -> None:
             if isinstance(e.last, NoSignature):
                 raise PhaseError(
                     f'token id "{token_id}" is invalid for this cluster or it has expired: cluster-info has no '
-                    f"{key}. Create a new token (kubeseed token create, or kubeadm token create on the master)"
+                    f"{key}. Create a new one: kubeseed token create (or kubeadm token create)"
                 ) from None
             raise
 
@@ -58,25 +58,29 @@ def discovery(ctx: Context) -> None:
     if data[key] != detached_jws(token_id, secret, config):
         raise PhaseError("failed to verify JWS signature of received cluster info object, can't trust this API Server")
     server, ca, _ = read_kubeconfig(config, "cluster-info's kubeconfig")
+    endpoint = f"https://{ctx.config.control_plane_endpoint}"
+    if server != endpoint:  # the token's holder signs what it likes: bootstrap only against the configured endpoint
+        raise PhaseError(f"cluster-info names the API server {server!r}, not {endpoint} as configured; refusing it")
     if d.ca_cert_hashes:
-        found = [ca_pin(c) for c in pem_blocks(ca)]
-        if not set(found) & set(d.ca_cert_hashes):
+        blocks = {ca_pin(c): c for c in pem_blocks(ca)}
+        pinned = [c for p, c in blocks.items() if p in d.ca_cert_hashes]
+        if not pinned:
             raise PhaseError(
                 "cluster CA found in cluster-info ConfigMap is invalid: none of the public keys "
-                f'"{":".join(found)}" are pinned. This API server does not belong to the cluster the pin names; '
-                "check --discovery-token-ca-cert-hash"
+                f'"{":".join(blocks)}" are pinned: not the pinned cluster; check --discovery-token-ca-cert-hash'
             )
+        ca = b"\n".join(pinned) + b"\n"  # only the pinned CAs: kubelet.conf and ca.crt trust nothing else
         if fetch(ca)["kubeconfig"] != config:
             raise PhaseError(
                 "the second kubeconfig from the cluster-info ConfigMap (using validated TLS) was different from "
                 "the first"
             )
     else:
-        ctx.say("\t[WARNING] no CA pin: trusting the cluster-info CA on the token's signature alone (unsafe)")
+        ctx.say("\t[WARNING] no CA pin: trusting cluster-info on the token's signature alone")
     user = "tls-bootstrap-token-user"
-    text = kubeconfig(server, ca, user, {"token": d.token}, "kubernetes", user + "@kubernetes")
+    text = kubeconfig(endpoint, ca, user, {"token": d.token}, "kubernetes", user + "@kubernetes")
     write_atomic(ctx.path(BOOTSTRAP_CONF), text, 0o600)
-    ctx.say(f"\tcluster found at {server}; CA {ca_pin(pem_blocks(ca)[0])}")
+    ctx.say(f"\tcluster found at {endpoint}; CA {ca_pin(pem_blocks(ca)[0])}")
 
 
 def pem_blocks(data: bytes) -> List[bytes]:

@@ -12,7 +12,7 @@ from typing import Any, List
 from .. import api
 from ..kubeconfig import b64, kubeconfig, read_kubeconfig
 from ..tokens import b64url
-from ..workflow import Context, PhaseError, Timeout, write_atomic
+from ..workflow import Context, PhaseError, Timeout, confine, write_atomic
 from .discovery import BOOTSTRAP_CONF, pem_blocks
 
 CSRS = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
@@ -36,13 +36,12 @@ def tls_bootstrap(ctx: Context) -> None:
     """Node key, a CSR as system:bootstrap:<id>, the signed certificate, kubelet.conf and ca.crt."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
     from cryptography.x509.oid import NameOID
 
     from ..keys import key_pem, load_key, new_key, signed_by, spki
 
     if os.path.exists(ctx.path(KUBELET_CONF)) and os.path.exists(ctx.path(CURRENT)):
-        ctx.say(f"\t{KUBELET_CONF} and its certificate exist already (an interrupted run got this far)")
+        ctx.say(f"\t{KUBELET_CONF} and its certificate exist already (from an earlier run)")
         _cleanup(ctx)
         return
     try:
@@ -53,12 +52,12 @@ def tls_bootstrap(ctx: Context) -> None:
     node = ctx.name()
     keyfile = ctx.path(KEY_TMP)
     if os.path.exists(keyfile):  # a run that was cut off: keep its key, its CSR is still valid
-        with open(keyfile, "rb") as kf:
+        with open(confine(keyfile), "rb") as kf:
             key = load_key(kf.read())
     else:
-        key = new_key(ctx.config.key_algorithm if ctx.config else "ECDSA-P256")
+        key = new_key("ECDSA-P256")  # as the kubelet's own TLS bootstrap, whatever the cluster's key algorithm
         write_atomic(keyfile, key_pem(key), 0o600)
-    usages = ["digital signature", "client auth"] + (["key encipherment"] if isinstance(key, rsa.RSAPrivateKey) else [])
+    usages = ["digital signature", "client auth"]
     cn, orgs = "system:node:" + node, ["system:nodes"]
     name = csr_name(spki(key), cn, orgs, usages)
     subject = x509.Name(
@@ -79,8 +78,8 @@ def tls_bootstrap(ctx: Context) -> None:
     url = server.rstrip("/") + CSRS
 
     def create() -> Any:
-        status, obj = api.call(url, ca, token, "POST", body)
-        if status in (201, 409):  # 409: created by an earlier, interrupted run (same key, same name)
+        status, obj = api.call(url, ca, token, "POST", body, deadline=ctx.deadline)
+        if status in (200, 201, 409):  # 409: created by an earlier, interrupted run (same key, same name)
             return obj
         if status in (401, 403):
             raise PhaseError(f"the API server refused the bootstrap token (HTTP {status}: {obj.get('message')})")
@@ -88,32 +87,33 @@ def tls_bootstrap(ctx: Context) -> None:
             raise PhaseError(f"the API server rejected the CSR (HTTP {status}: {obj.get('message')})")
         raise api.Unreachable(f"HTTP {status}: {obj.get('message')}")
 
-    def issued() -> bytes:
-        status, obj = api.call(f"{url}/{name}", ca, token)
-        if status != 200:
-            raise api.Unreachable(f"HTTP {status}: {obj.get('message')}")
-        for c in (obj.get("status") or {}).get("conditions") or []:
-            if c.get("type") in ("Denied", "Failed") and c.get("status", "True") == "True":
-                raise PhaseError(
-                    f"CSR {name} was {c['type'].lower()}: {c.get('reason', '')} {c.get('message', '')}".rstrip()
-                )
-        cert = (obj.get("status") or {}).get("certificate")
-        if not cert:
+    def issued() -> Any:
+        status, obj = api.call(f"{url}/{name}", ca, token, deadline=ctx.deadline)
+        st = obj.get("status") if status == 200 else None
+        if not isinstance(st, dict):
+            raise api.Unreachable(f"HTTP {status}: {obj['message'] or 'not a CertificateSigningRequest'}")
+        for c in st.get("conditions") or []:
+            if isinstance(c, dict) and c.get("type") in ("Denied", "Failed") and c.get("status", "True") == "True":
+                why = f"{c.get('reason', '')} {c.get('message', '')}".rstrip()
+                raise PhaseError(f"CSR {name} was {c['type'].lower()}: {why}")
+        if not st.get("certificate"):
             raise api.Unreachable("not approved and signed yet")
-        return base64.b64decode(cert)
+        try:
+            pem = base64.b64decode(st["certificate"])
+            return pem, x509.load_pem_x509_certificate(pem)
+        except (TypeError, ValueError) as e:
+            raise api.Unreachable(f"CSR {name} holds no readable certificate ({e})") from None
 
     try:
         api.wait(ctx, f"the API server at {server} to take the CSR", create)
         try:
-            pem = api.wait(ctx, f"approval of CSR {name}", issued, first=1, most=5)
+            pem, cert = api.wait(ctx, f"approval of CSR {name}", issued, first=1, most=5)
         except Timeout as e:
             raise PhaseError(
-                f"{e}. Is the CSR auto-approver running (kube-controller-manager with kubeadm's RBAC)? "
-                f"Approve by hand on the master: kubectl certificate approve {name}"
+                f"{e}. Is kube-controller-manager approving CSRs? On the master: kubectl certificate approve {name}"
             ) from None
     except api.Untrusted as e:
         raise PhaseError(f"the API server at {server} is not the discovered cluster's ({e})") from None
-    cert = x509.load_pem_x509_certificate(pem)
     if spki(cert) != spki(key):
         raise PhaseError(f"the certificate issued for {name} is not for this node's key")
     if not signed_by(cert, x509.load_pem_x509_certificate(pem_blocks(ca)[0])):
@@ -121,7 +121,7 @@ def tls_bootstrap(ctx: Context) -> None:
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d-%H-%M-%S")
     pem_name = f"kubelet-client-{stamp}.pem"
     write_atomic(ctx.path(f"{PKI_DIR}/{pem_name}"), pem + key_pem(key), 0o600)
-    link = ctx.path(CURRENT)
+    link = ctx.path(CURRENT)  # its directory is confined to the root: the certificate was just written there
     tmp_link = link + ".tmp"
     if os.path.lexists(tmp_link):
         os.unlink(tmp_link)

@@ -4,6 +4,7 @@ values a config implies are checked where it is read."""
 from __future__ import annotations
 
 import copy
+import functools
 import random
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import yaml
 from kubeseed.generator.errors import FieldError
 from kubeseed.generator.model import load_cluster
 from kubeseed.generator.nodeconfig import config_text, node_config, parse_doc, to_doc
-from kubeseed.generator.secrets import load
+from kubeseed.generator.secrets import generate_secrets, load
 from kubeseed.runtime.config import (
     CGROUP_DRIVERS,
     KEY_ALGORITHMS,
@@ -26,8 +27,11 @@ from kubeseed.runtime.config import (
 )
 from kubeseed.runtime.versions import MAX_MINOR, MIN_MINOR
 
-PEM = "-----BEGIN {0}-----\nMIIB{1}\n-----END {0}-----\n"
-PKI = ("ca.crt", "ca.key", "etcd/ca.crt", "etcd/ca.key", "front-proxy-ca.crt", "front-proxy-ca.key", "sa.key", "sa.pub")
+
+@functools.lru_cache(maxsize=1)
+def real_pki() -> dict[str, str]:
+    """One real CA bundle: a master's parser loads every PEM and checks each key against its certificate."""
+    return {name: pem.decode() for name, pem in generate_secrets("ECDSA-P256").pki.items()}
 
 
 def _word(rnd: random.Random, n: int, alphabet: str = "abcdefghijklmnopqrstuvwxyz0123456789") -> str:
@@ -74,12 +78,13 @@ def random_config(rnd: random.Random) -> NodeConfig:
         pins = [f"sha256:{_word(rnd, 64, '0123456789abcdef')}" for _ in range(rnd.randrange(3))]
         cfg.discovery = Discovery(f"{_word(rnd, 6)}.{_word(rnd, 16)}", pins, not pins or rnd.random() < 0.2)
     if role == "master":
-        cfg.pki = {f: PEM.format("CERTIFICATE" if f.endswith(".crt") else "KEY", _word(rnd, 12)) for f in PKI}
+        cfg.pki = dict(real_pki())
         cfg.bootstrap_tokens = [
             {"token": f"{_word(rnd, 6)}.{_word(rnd, 16)}", "usages": ["signing", "authentication"]}
             for _ in range(rnd.randrange(3))
         ]
         cfg.addons = [f"/etc/kubeseed/addons/{i:02d}-a.yaml" for i in range(rnd.randrange(3))]
+        cfg.advertise_address = rnd.choice(["", "10.0.0.5", "fd00::5"])
     return cfg
 
 

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import copy
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -8,6 +10,8 @@ import pytest
 
 from kubeseed.generator.nodeconfig import node_config, to_doc
 from kubeseed.generator.secrets import load
+from tests.support.apiserver import FakeAPIServer
+from tests.support.join import server_tokens
 
 
 @pytest.fixture(scope="session")
@@ -25,3 +29,26 @@ def node_doc(node_configs: dict[str, dict[str, Any]]) -> dict[str, Any]:
 @pytest.fixture
 def master_doc(node_configs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return copy.deepcopy(node_configs["master"])
+
+
+@pytest.fixture
+def cluster(cluster_template: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / "operator" / "demo"
+    shutil.copytree(cluster_template, dst)
+    return dst
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """The machine's file system (--root)."""
+    path = tmp_path / "machine"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def api(cluster: Path) -> Iterator[FakeAPIServer]:
+    with FakeAPIServer(
+        (cluster / "pki/ca.crt").read_bytes(), (cluster / "pki/ca.key").read_bytes(), server_tokens(cluster)
+    ) as server:
+        yield server

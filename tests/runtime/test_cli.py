@@ -82,8 +82,11 @@ def test_join_rerun_skips_done_phases_and_status_reports(tmp_path: Path, node_do
 
 def test_node_name_flag_overrides_config(tmp_path: Path, node_doc: dict) -> None:
     pyz = materialize(tmp_path, node_doc)
-    r = runtime("join", "--root", str(tmp_path), "--node-name", "Not_Valid", pyz=pyz)
-    assert '[ERROR Hostname]: node name "Not_Valid" is not a lower-case DNS name' in r.stdout
+    r = runtime("join", "--root", str(tmp_path), "--node-name", "flag-node.invalid", "--phase", "preflight", pyz=pyz)
+    assert '[WARNING Hostname]: hostname "flag-node.invalid" could not be reached' in r.stdout
+    r = runtime("join", "--root", str(tmp_path), "--node-name", "Not_Valid", pyz=pyz)  # checked before anything runs
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr == 'error: --node-name: "Not_Valid" is not a valid node name (lower-case DNS name)\n'
 
 
 @pytest.mark.parametrize(

@@ -78,7 +78,7 @@ def test_unsafe_skip_allows_no_pins(node_doc: dict[str, Any]) -> None:
         ("pki", _DELETE, "pki: is required"),
         ("pki.ca.key", _DELETE, "pki.ca.key: must hold a PEM block"),
         ("bootstrapTokens", [{"token": "nope"}], 'bootstrapTokens[0].token: token "<redacted>"'),
-        ("addons", ["relative.yaml"], "addons[0]: must be an absolute path"),
+        ("addons", ["relative.yaml"], "addons[0]: must be a file in /etc/kubeseed/addons/"),
     ],
 )
 def test_master_config_rejections(master_doc: dict[str, Any], path: str, value: Any, expected: str) -> None:
@@ -124,3 +124,18 @@ def test_aliases_and_duplicate_keys_are_refused(tmp_path: Path, text: str, expec
     with pytest.raises(ConfigError) as e:
         load_node_config(str(path))
     assert str(e.value) == f"{path}: is not valid YAML: {expected}"
+
+
+def test_the_node_zipapp_refuses_aliases_too(tmp_path: Path) -> None:
+    """What ships: the zipapp's copy of the loader keeps the hooks PyYAML calls (pruning must not drop them)."""
+    import subprocess
+    import sys
+
+    from kubeseed.generator.zipapp import build_zipapp
+
+    pyz = tmp_path / "kubeseed-runtime.pyz"
+    pyz.write_bytes(build_zipapp("node"))
+    config = tmp_path / "config.yaml"
+    config.write_text("apiVersion: &v kubeseed.io/v1alpha1\nkind: *v\n")
+    r = subprocess.run([sys.executable, str(pyz), "join", "--config", str(config)], capture_output=True, text=True)
+    assert r.returncode == 2 and "aliases (*name) are not accepted" in r.stderr, r.stderr

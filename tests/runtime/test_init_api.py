@@ -18,92 +18,11 @@ import yaml
 from kubeseed.generator.tokens import load_tokens
 from kubeseed.runtime import pki
 from kubeseed.runtime.tokens import ca_pin, detached_jws
-from tests.support.apiserver import FakeAPIServer
 from tests.support.clientcert_server import kubectl
-from tests.support.helpers import cloud_init_files, free_port, kubeseed, lay_out, need_tool, venv_tool
+from tests.support.helpers import cloud_init_files, kubeseed, lay_out, need_tool, venv_tool
+from tests.support.master import API_PHASES, MASTER, WORKER, Cluster, run
 
-MASTER, WORKER = "cp-1", "worker-1"
-API_PHASES = "wait-control-plane,upload-config,mark-control-plane,bootstrap-token,addon,show-join-command"
 FILE_PHASES = "certs,kubeconfig,etcd,control-plane,kubelet-start"
-
-
-def run(pyz: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(pyz), *args], capture_output=True, text=True, timeout=180)
-
-
-class Cluster:
-    """An operator's cluster directory, a master machine that ran init's file phases, and the API server that
-    plays its kube-apiserver: serving with the apiserver certificate init wrote, on the endpoint's port."""
-
-    def __init__(self, base: Path) -> None:
-        self.base, self.port = base, free_port()
-        r = kubeseed("cluster", "create", "demo", "--endpoint", f"127.0.0.1:{self.port}", cwd=base)
-        assert r.returncode == 0, r.stderr
-        self.dir = base / "demo"
-        (self.dir / "addons").mkdir()
-        (self.dir / "addons/net.yaml").write_text(ADDON)
-        cfg = self.dir / "cluster.yaml"
-        cfg.write_text(cfg.read_text().replace("addons: []\n", "addons:\n  - addons/net.yaml\n"))
-        r = kubeseed("render", "master", "demo", "--hostname", MASTER, "-o", "master.yaml", cwd=base)
-        assert r.returncode == 0, r.stderr
-        self.root = base / "master"
-        self.pyz = lay_out(cloud_init_files((base / "master.yaml").read_bytes()), self.root)
-        r = self.init("--skip-phases", API_PHASES)
-        assert r.returncode == 0, r.stdout + r.stderr
-        pki_dir = self.root / "etc/kubernetes/pki"
-        self.api = FakeAPIServer(
-            (pki_dir / "ca.crt").read_bytes(),
-            (pki_dir / "ca.key").read_bytes(),
-            [],
-            serving_cert=((pki_dir / "apiserver.crt").read_bytes(), (pki_dir / "apiserver.key").read_bytes()),
-            rbac=True,
-            cluster_info_from_store=True,
-            port=self.port,
-        )
-
-    def init_args(self, *args: str) -> list[str]:
-        """The runtime's ``init`` arguments for this master (under --root, this test's advertise address)."""
-        return [
-            "init",
-            "--root",
-            str(self.root),
-            "--ignore-preflight-errors",
-            "all",
-            "--advertise-address",
-            "127.0.0.1",
-            "--timeout",
-            "20",
-            *args,
-        ]
-
-    def init(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return run(self.pyz, *self.init_args(*args))
-
-    def register_node(self) -> None:
-        """What the master's kubelet does once it runs: register its Node object."""
-        self.api.put_object(
-            {
-                "apiVersion": "v1",
-                "kind": "Node",
-                "metadata": {"name": MASTER, "labels": {"kubernetes.io/hostname": MASTER}},
-                "spec": {},
-            }
-        )
-
-
-ADDON = """apiVersion: v1
-kind: Namespace
-metadata:
-  name: demo-net
----
-apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: net-config
-  namespace: demo-net
-data:
-  backend: vxlan
-"""
 
 
 @pytest.fixture

@@ -4,117 +4,28 @@ TLS bootstrap, kubelet configuration; every refusal; crashes in every phase."""
 from __future__ import annotations
 
 import datetime
-import functools
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from kubeseed.generator.tokens import load_tokens
-from kubeseed.generator.zipapp import build_zipapp
 from kubeseed.runtime import pki
 from kubeseed.runtime.tokens import ca_pin
 from tests.support.apiserver import FakeAPIServer
 from tests.support.clientcert_server import kubectl, serve
 from tests.support.helpers import cloud_init_files, ignition_files, kubeseed, lay_out
-from tests.support.join import NODE, check_joined, server_tokens
-
-KILLER = Path(__file__).with_name("killer.py")
-
-
-@pytest.fixture
-def cluster(cluster_template: Path, tmp_path: Path) -> Path:
-    dst = tmp_path / "operator" / "demo"
-    shutil.copytree(cluster_template, dst)
-    return dst
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    """The machine's file system (--root)."""
-    path = tmp_path / "machine"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def api(cluster: Path) -> Iterator[FakeAPIServer]:
-    with FakeAPIServer(
-        (cluster / "pki/ca.crt").read_bytes(), (cluster / "pki/ca.key").read_bytes(), server_tokens(cluster)
-    ) as server:
-        yield server
-
-
-def token(cluster: Path) -> str:
-    return load_tokens(cluster)[0].token
-
-
-def pin(cluster: Path) -> str:
-    return ca_pin((cluster / "pki/ca.crt").read_bytes())
-
-
-def join(
-    root: Path, *args: str, timeout: float = 20, pyz: Path | None = None, kill: tuple[str, int, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """The runtime's join under --root (preflight errors ignored: this machine has no kubelet)."""
-    if kill:  # the killer patches the installed package's functions
-        cmd = [sys.executable, str(KILLER), kill[0], str(kill[1]), kill[2], "--"]
-    else:  # everything else runs what ships: the node payload's zipapp
-        cmd = [sys.executable, str(pyz or node_zipapp())]
-    full = [
-        *cmd,
-        "join",
-        *args,
-        "--root",
-        str(root),
-        "--node-name",
-        NODE,
-        "--ignore-preflight-errors",
-        "all",
-        "--timeout",
-        str(timeout),
-    ]
-    return subprocess.run(full, capture_output=True, text=True, timeout=timeout + 60)
-
-
-@functools.lru_cache(maxsize=1)
-def node_zipapp() -> Path:
-    path = Path(tempfile.mkdtemp(prefix="kubeseed-pyz-")) / "kubeseed-runtime.pyz"
-    path.write_bytes(build_zipapp("node"))
-    return path
-
-
-def flags(cluster: Path, api: FakeAPIServer, **change: str) -> list[str]:
-    args = [
-        api.endpoint,
-        "--token",
-        change.get("token", token(cluster)),
-        "--discovery-token-ca-cert-hash",
-        change.get("pin", pin(cluster)),
-    ]
-    return args
-
-
-def snapshot(root: Path) -> dict[str, bytes]:
-    """Every file under root except the runtime's own record of the attempt (state and log)."""
-    own = {"var/lib/kubeseed/state.json", "var/log/kubeseed.log"}
-    return {
-        str(p.relative_to(root)): p.read_bytes()
-        for p in root.rglob("*")
-        if p.is_file() and str(p.relative_to(root)) not in own
-    }
-
-
-def assert_no_secret(cluster: Path, root: Path, *outputs: str) -> None:
-    secret = token(cluster).split(".")[1]
-    log = (root / "var/log/kubeseed.log").read_text() if (root / "var/log/kubeseed.log").exists() else ""
-    for text in (*outputs, log):
-        assert secret not in text
+from tests.support.join import (
+    NODE,
+    assert_no_secret,
+    check_joined,
+    flags,
+    join,
+    refused,
+    server_tokens,
+    token,
+)
 
 
 def test_join_with_flags_end_to_end(root: Path, cluster: Path, api: FakeAPIServer) -> None:
@@ -179,14 +90,6 @@ def test_unsafe_skip_joins_without_a_pin(root: Path, cluster: Path, api: FakeAPI
 
 
 # --- refusals: a clear message, a non-zero exit, nothing written -------------------------------------------
-
-
-def refused(root: Path, r: subprocess.CompletedProcess[str], code: int, message: str) -> None:
-    assert r.returncode == code, r.stdout + r.stderr
-    assert message in r.stderr, r.stderr
-    assert "Traceback" not in r.stderr
-    written = snapshot(root)
-    assert written == {}, f"a refused join wrote {sorted(written)}"
 
 
 @pytest.mark.parametrize(

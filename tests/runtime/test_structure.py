@@ -49,7 +49,7 @@ def test_each_role_package_exports_the_interface() -> None:
         "show-join-command",
     ]
     assert [p.name for p in join.phases()] == ["discovery", "tls-bootstrap", "kubelet-config", "kubelet-start"]
-    assert init.CONFIG is not None and init.CONFIG[0] == ("pki", "bootstrapTokens", "addons")
+    assert init.CONFIG is not None and init.CONFIG[0] == ("pki", "bootstrapTokens", "addons", "advertiseAddress")
     assert join.CONFIG is None and "joined the cluster" in join.DONE
     names = {name for name, _ in init.checks()}
     assert {"NumCPU", "Mem", "Port-6443", "DirAvailable--var-lib-etcd"} <= names

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import urllib.parse
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 import yaml
@@ -113,3 +113,11 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def kubeseed_with(*args: str, cwd: Path, **run: Any) -> subprocess.CompletedProcess[bytes]:
+    """``kubeseed ARGS`` with more of subprocess.run's arguments (``pass_fds``, a ``preexec_fn`` that sets the
+    umask), capturing output as bytes."""
+    return subprocess.run(
+        [sys.executable, "-m", "kubeseed.generator.cli", *args], cwd=cwd, capture_output=True, timeout=120, **run
+    )

@@ -1,11 +1,16 @@
-"""A joined node, as the join tests see it (tests only): the tokens FakeAPIServer gets from a cluster
-directory, and the node's end state after a successful join. Used by tests/runtime/test_join.py, the nspawn first
-boots and bench/bench_image.py."""
+"""Joining a node, as the tests do it (tests only): running the node zipapp's join, refusals, the tokens
+FakeAPIServer gets from a cluster directory, and the node's end state after a successful join (the fixtures are in
+tests/runtime/conftest.py). Used by tests/runtime/test_join.py and
+test_hostile.py, the nspawn first boots and bench/bench_image.py."""
 
 from __future__ import annotations
 
 import base64
+import functools
 import json
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +19,13 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from kubeseed.generator.tokens import load_tokens
+from kubeseed.generator.zipapp import build_zipapp
 from kubeseed.runtime import pki
+from kubeseed.runtime.tokens import ca_pin
 from tests.support.apiserver import FakeAPIServer
 
 NODE = "worker-1"
+KILLER = Path(__file__).resolve().parents[1] / "runtime/killer.py"
 
 
 def server_tokens(cluster: Path) -> list[dict[str, Any]]:
@@ -73,3 +81,78 @@ def check_joined(root: Path, cluster: Path, api: FakeAPIServer) -> x509.Certific
     assert csr["spec"]["usages"] == ["digital signature", "client auth"]
     assert csr["spec"]["username"] == "system:bootstrap:" + server_tokens(cluster)[0]["token"].split(".")[0]
     return cert
+
+
+def token(cluster: Path) -> str:
+    return load_tokens(cluster)[0].token
+
+
+def pin(cluster: Path) -> str:
+    return ca_pin((cluster / "pki/ca.crt").read_bytes())
+
+
+def join(
+    root: Path, *args: str, timeout: float = 20, pyz: Path | None = None, kill: tuple[str, int, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The runtime's join under --root (preflight errors ignored: this machine has no kubelet)."""
+    if kill:  # the killer patches the installed package's functions
+        cmd = [sys.executable, str(KILLER), kill[0], str(kill[1]), kill[2], "--"]
+    else:  # everything else runs what ships: the node payload's zipapp
+        cmd = [sys.executable, str(pyz or node_zipapp())]
+    full = [
+        *cmd,
+        "join",
+        *args,
+        "--root",
+        str(root),
+        "--node-name",
+        NODE,
+        "--ignore-preflight-errors",
+        "all",
+        "--timeout",
+        str(timeout),
+    ]
+    return subprocess.run(full, capture_output=True, text=True, timeout=timeout + 60)
+
+
+@functools.lru_cache(maxsize=1)
+def node_zipapp() -> Path:
+    path = Path(tempfile.mkdtemp(prefix="kubeseed-pyz-")) / "kubeseed-runtime.pyz"
+    path.write_bytes(build_zipapp("node"))
+    return path
+
+
+def flags(cluster: Path, api: FakeAPIServer, **change: str) -> list[str]:
+    args = [
+        api.endpoint,
+        "--token",
+        change.get("token", token(cluster)),
+        "--discovery-token-ca-cert-hash",
+        change.get("pin", pin(cluster)),
+    ]
+    return args
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    """Every file under root except the runtime's own record of the attempt (state and log)."""
+    own = {"var/lib/kubeseed/state.json", "var/log/kubeseed.log"}
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in root.rglob("*")
+        if p.is_file() and str(p.relative_to(root)) not in own
+    }
+
+
+def assert_no_secret(cluster: Path, root: Path, *outputs: str) -> None:
+    secret = token(cluster).split(".")[1]
+    log = (root / "var/log/kubeseed.log").read_text() if (root / "var/log/kubeseed.log").exists() else ""
+    for text in (*outputs, log):
+        assert secret not in text
+
+
+def refused(root: Path, r: subprocess.CompletedProcess[str], code: int, message: str) -> None:
+    assert r.returncode == code, r.stdout + r.stderr
+    assert message in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    written = snapshot(root)
+    assert written == {}, f"a refused join wrote {sorted(written)}"

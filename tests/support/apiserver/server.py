@@ -143,6 +143,7 @@ class FakeAPIServer:
         self.approval_delay = 0.0
         self.cluster_info_override: dict | None = None
         self.second_fetch_override: str | None = None
+        self.csr_create_status = 201  # what a CSR create answers (some proxies say 200)
         self.requests: list[dict] = []
         self.csrs: dict[str, CSRRecord] = {}
         self.cluster_info_fetches = 0
@@ -654,7 +655,7 @@ class FakeAPIServer:
             timer.daemon = True
             self._timers.append(timer)
         timer.start()
-        return 201, reply
+        return self.csr_create_status, reply
 
     @staticmethod
     def _validate_csr(name: str, spec: dict[str, Any]) -> tuple[list[str], x509.CertificateSigningRequest | None]:
