@@ -254,9 +254,12 @@ def addon(ctx: Context) -> None:
         file = confine(ctx.path(path), ctx.path(ADDON_DIR))  # no symlink may lead out of the add-on directory
         try:
             with open(file) as f:
-                docs = [d for d in yaml.safe_load_all(f) if d]
+                text = f.read()
+            if any(isinstance(e, yaml.AliasEvent) for e in yaml.parse(text, yaml.SafeLoader)):
+                raise yaml.YAMLError("aliases (*name) are not accepted")  # nested ones expand to gigabytes
+            docs = [d for d in yaml.safe_load_all(text) if d]
         except (OSError, yaml.YAMLError) as e:
-            raise PhaseError(f"add-on {path}: {e}") from None
+            raise PhaseError(f"add-on {path}: {str(e).splitlines()[0]}") from None
         for d in docs:
             if not isinstance(d, dict) or not d.get("kind") or not (d.get("metadata") or {}).get("name"):
                 raise PhaseError(f"add-on {path}: every document must be an object with kind and metadata.name")

@@ -144,3 +144,15 @@ def test_the_addon_phase_reads_no_file_through_a_symlink_out_of_the_addon_dir(
     with pytest.raises(PhaseError) as e:
         addons.addon(ctx)
     assert str(e.value) == (f"{addon_dir}/00-net.yaml: a symlink leads out of {os.path.realpath(addon_dir)}; remove it")
+
+
+def test_the_addon_phase_refuses_yaml_aliases(tmp_path: Path, master_doc: dict[str, Any]) -> None:
+    """Nested aliases expand to gigabytes: refused before anything is applied (no API server is needed)."""
+    master_doc["addons"] = ["/etc/kubeseed/addons/00-net.yaml"]
+    cfg = parse_node_config(master_doc, init.CONFIG)
+    addon_dir = tmp_path / "etc/kubeseed/addons"
+    addon_dir.mkdir(parents=True)
+    (addon_dir / "00-net.yaml").write_text("a: &a [x, x]\nb: &b [*a, *a]\n---\nkind: X\nmetadata: {name: *b}\n")
+    with pytest.raises(PhaseError) as e:
+        addons.addon(Context("init", cfg, str(tmp_path), out=io.StringIO()))
+    assert str(e.value) == "add-on /etc/kubeseed/addons/00-net.yaml: aliases (*name) are not accepted"
