@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import getpass
 import sys
 from collections.abc import Sequence
@@ -14,10 +15,12 @@ from kubeseed.runtime.config import load_yaml
 from . import __version__
 from .console import progress, run_command, say, tty
 from .credentials import user_kubeconfig
-from .errors import UserError, shown
+from .errors import FieldError, UserError, shown
 from .fsutil import atomic_write, check_output, write_output
 from .imagecli import add_parser as add_image_parser
+from .imagescli import add_parser as add_images_parser
 from .model import DEFAULT, KEY_ALGORITHMS, default_cluster_text, hostname_error, parse_cluster, split_endpoint
+from .nodeconfig import pick_join_token
 from .passwords import hash_password
 from .plan import ROLES, RUNTIMES, build_plan
 from .platforms import PLATFORMS, check_size
@@ -37,6 +40,16 @@ from .tokens import (
 )
 
 CN_MAX = 64  # bytes of a certificate's common name (RFC 5280's ub-common-name)
+DEMO_ENDPOINT = "10.0.0.10:6443"
+# the cluster.yaml field each `cluster create` flag fills: an error in the field names the flag
+CREATE_FLAGS = {
+    "name": "--name",
+    "controlPlaneEndpoint": "--endpoint",
+    "kubernetesVersion": "--kubernetes-version",
+    "keyAlgorithm": "--key-algorithm",
+    "networking.podSubnet": "--pod-subnet",
+    "networking.serviceSubnet": "--service-subnet",
+}
 
 
 def _text(value: str, what: str) -> str:
@@ -46,6 +59,9 @@ def _text(value: str, what: str) -> str:
     if not value.isprintable():
         raise UserError(f"{what}: {shown(value)} holds control characters or line breaks; give one line of text")
     return value
+
+
+CLUSTER_HELP = "cluster directory (demo is ./demo)"
 
 
 def _cluster_dir(name: str) -> Path:
@@ -59,11 +75,18 @@ def _ttl(text: str, flag: str = "--ttl"):
         raise UserError(f"{flag}: {e}") from None
 
 
-def _cluster_text(source: str, *values: str) -> str:
+def _cluster_text(flags: dict[str, str], *values: str) -> str:
     """The cluster.yaml ``cluster create`` writes for ``values`` (default_cluster_text's), checked before any key
-    is made: errors name ``source`` and the field."""
+    is made: an error names the flag that ``flags`` maps its field to (in its message too)."""
     text = default_cluster_text(*values)
-    parse_cluster(load_yaml(text), source)
+    try:
+        parse_cluster(load_yaml(text), "")
+    except FieldError as e:
+        message = e.message
+        for field, flag in flags.items():
+            if "." in field:  # a dotted path cannot be a word of the message by chance
+                message = message.replace(field, flag)
+        raise UserError(f"{flags.get(e.path, e.path)}: {message}") from None
     return text
 
 
@@ -79,11 +102,15 @@ def cmd_cluster_create(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise UserError(f"--endpoint: {shown(args.endpoint)} {e}") from None
     name = args.name or cluster_dir.resolve().name
+    version = args.kubernetes_version
+    if version[:1].isdigit():  # kubeadm's 1.34.0 is v1.34.0
+        version = f"v{version}"
+    flags = CREATE_FLAGS if args.name else {**CREATE_FLAGS, "name": "CLUSTER (the directory name; or give --name)"}
     text = _cluster_text(
-        "cluster create",
+        flags,
         name,
         args.endpoint,
-        args.kubernetes_version,
+        version,
         args.key_algorithm,
         args.pod_subnet,
         args.service_subnet,
@@ -98,8 +125,8 @@ def cmd_cluster_create(args: argparse.Namespace) -> int:
         f"  CA pin (--discovery-token-ca-cert-hash): {secrets.ca_pin}\n"
         f"  bootstrap token id: {tok.id} (expires {expires}; `kubeseed token list {args.cluster}` shows it)\n"
         f"Next:\n"
-        f"  kubeseed render master {args.cluster} > master.yaml\n"
-        f"  kubeseed render node {args.cluster} > node.yaml\n"
+        f"  kubeseed render master {args.cluster} -o master.yaml\n"
+        f"  kubeseed render node {args.cluster} -o node.yaml\n"
         f"  kubeseed user create {args.cluster} admin --group kubeadm:cluster-admins -o kubeconfig-admin"
     )
     return 0
@@ -117,18 +144,33 @@ def cmd_render(args: argparse.Namespace) -> int:
     data = render(plan, args.format)
     if args.gzip:
         data = gzip_bytes(data)
-    report = check_size(args.platform, len(data), args.gzip, args.format)
+
+    def preinstalled_size() -> int:  # the same payload for a kubeseed golden image (runtime left out)
+        small = render(
+            build_plan(cluster, secrets, args.role, args.hostname, args.token, runtime="preinstalled"), args.format
+        )
+        return len(gzip_bytes(small) if args.gzip else small)
+
+    report = check_size(
+        args.platform, len(data), args.gzip, args.format, preinstalled_size if args.runtime == "embedded" else None
+    )
     if args.out is not None:
         write_output(args.out, data, 0o600, "--out")
         where = args.out
     else:
         if args.gzip and tty(sys.stdout):
             raise UserError("--gzip output is binary; write it with --out FILE or redirect stdout")
+        if args.role == "master":
+            say("warning: this master payload holds the cluster's CA keys; write it with -o FILE (0600), not stdout")
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
         where = "stdout"
     kind = f"{args.format}{', gzip' if args.gzip else ''}"
     print(f"kubeseed: {args.role} payload ({kind}) -> {where}: {report}", file=sys.stderr)
+    if args.role == "node":
+        tok = pick_join_token(secrets, args.token, now_utc())
+        expires = f"expires {format_time(tok.expires)}" if tok.expires else "never expires"
+        say(f"kubeseed: it joins with bootstrap token {tok.id} ({expires}; `kubeseed token list {args.cluster}`)")
     return 0
 
 
@@ -205,11 +247,10 @@ def cmd_user_create(args: argparse.Namespace) -> int:
     ttl = _ttl(args.ttl)
     if ttl is None:
         raise UserError("--ttl: a user certificate needs a lifetime, e.g. 8760h")
-    days = max(1, int(ttl.total_seconds() // 86400))
-    text = user_kubeconfig(cluster, secrets, user, groups, days)
+    text = user_kubeconfig(cluster, secrets, user, groups, ttl / datetime.timedelta(days=1))
     write_output(out, text, 0o600, "-o")
     print(
-        f'Wrote {out}: user "{user}", groups {",".join(groups) or "none"}, valid {days} days, server '
+        f'Wrote {out}: user "{user}", groups {",".join(groups) or "none"}, valid {args.ttl}, server '
         f"https://{cluster.control_plane_endpoint}\n  kubectl --kubeconfig {out} get nodes"
     )
     return 0
@@ -235,11 +276,16 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     if cluster_dir.exists():
         say(f"Using the existing demo cluster in {cluster_dir}/")
     else:  # write_cluster_dir makes base (0700) once the cluster text is valid
-        text = _cluster_text("quickstart", "demo", args.endpoint)
+        text = _cluster_text({"controlPlaneEndpoint": "--endpoint"}, "demo", args.endpoint or DEMO_ENDPOINT)
         secrets = generate_secrets("ECDSA-P256", DEFAULT_TTL, progress)
         write_cluster_dir(cluster_dir, text, secrets)
         progress(f"Writing the demo cluster to {cluster_dir}/")
     cluster, secrets = load(cluster_dir)
+    if args.endpoint is not None and args.endpoint != cluster.control_plane_endpoint:
+        say(
+            f"note: kept the existing demo's endpoint {cluster.control_plane_endpoint}, not --endpoint "
+            f"{shown(args.endpoint)}; to start over with it, remove {cluster_dir}/ and run quickstart again"
+        )
     rows = []
     for role in ROLES:
         plan = build_plan(cluster, secrets, role, f"demo-{role}-1")
@@ -278,19 +324,21 @@ def build_parser() -> argparse.ArgumentParser:
     clsub = cl.add_subparsers(dest="action", metavar="ACTION", required=True)
     cc = clsub.add_parser("create", help="create CLUSTER (a directory) with its CAs, keys and a bootstrap token")
     cc.add_argument("cluster", metavar="CLUSTER", help="cluster directory to create (demo is ./demo)")
-    cc.add_argument("--endpoint", required=True, help="API server host:port, e.g. 10.0.0.10:6443")
+    cc.add_argument(
+        "--endpoint", "--control-plane-endpoint", required=True, help="API server host:port, e.g. 10.0.0.10:6443"
+    )
     cc.add_argument("--name", help="cluster name (default: the directory name)")
-    cc.add_argument("--kubernetes-version", default=DEFAULT, help=f"default {DEFAULT}")
-    cc.add_argument("--key-algorithm", default="ECDSA-P256", choices=KEY_ALGORITHMS)
-    cc.add_argument("--pod-subnet", default="10.244.0.0/16")
-    cc.add_argument("--service-subnet", default="10.96.0.0/12")
+    cc.add_argument("--kubernetes-version", default=DEFAULT, help="Kubernetes version (1.34.0 is read as v1.34.0)")
+    cc.add_argument("--key-algorithm", default="ECDSA-P256", choices=KEY_ALGORITHMS, help="key type of CAs and keys")
+    cc.add_argument("--pod-subnet", "--pod-network-cidr", default="10.244.0.0/16", help="pod IP range")
+    cc.add_argument("--service-subnet", "--service-cidr", default="10.96.0.0/12", help="service IP range")
     cc.add_argument("--token-ttl", default="24h", help="lifetime of the first bootstrap token (0 = never expires)")
     cc.set_defaults(func=cmd_cluster_create)
 
     r = sub.add_parser("render", help="render a master or node payload")
-    r.add_argument("role", choices=ROLES)
-    r.add_argument("cluster", metavar="CLUSTER")
-    r.add_argument("--format", default="cloud-init", choices=FORMATS)
+    r.add_argument("role", choices=ROLES, help="master (control plane, holds the CA keys) or node (worker)")
+    r.add_argument("cluster", metavar="CLUSTER", help=CLUSTER_HELP)
+    r.add_argument("--format", default="cloud-init", choices=FORMATS, help="payload format")
     r.add_argument("--hostname", help="host name (and Kubernetes node name) for this machine")
     r.add_argument("--gzip", action="store_true", help="gzip the whole user-data (cloud-init decodes it)")
     r.add_argument("--out", "-o", help="write here (0600) instead of stdout")
@@ -305,35 +353,35 @@ def build_parser() -> argparse.ArgumentParser:
         "--runtime",
         choices=RUNTIMES,
         default="embedded",
-        help="preinstalled: leave the runtime out (a kubeseed golden image has it); default embedded",
+        help="preinstalled: leave the runtime out (a kubeseed golden image has it)",
     )
     r.set_defaults(func=cmd_render)
 
     t = sub.add_parser("token", help="manage bootstrap tokens (like kubeadm token)")
     tsub = t.add_subparsers(dest="action", metavar="ACTION", required=True)
     tc = tsub.add_parser("create", help="create a bootstrap token and print it")
-    tc.add_argument("cluster", metavar="CLUSTER")
+    tc.add_argument("cluster", metavar="CLUSTER", help=CLUSTER_HELP)
     tc.add_argument("--ttl", default="24h", help="lifetime, e.g. 24h, 1h30m (0 = never expires)")
-    tc.add_argument("--description")
+    tc.add_argument("--description", help="free text shown by token list")
     tc.add_argument("--usages", help="comma-separated: signing,authentication (default both)")
     tc.add_argument("--groups", help="extra groups (default system:bootstrappers:kubeadm:default-node-token)")
     tc.set_defaults(func=cmd_token_create)
     tl = tsub.add_parser("list", help="list bootstrap tokens")
-    tl.add_argument("cluster", metavar="CLUSTER")
+    tl.add_argument("cluster", metavar="CLUSTER", help=CLUSTER_HELP)
     tl.set_defaults(func=cmd_token_list)
     td = tsub.add_parser("delete", help="delete bootstrap tokens by id or whole token")
-    td.add_argument("cluster", metavar="CLUSTER")
-    td.add_argument("tokens", nargs="+", metavar="TOKEN")
+    td.add_argument("cluster", metavar="CLUSTER", help=CLUSTER_HELP)
+    td.add_argument("tokens", nargs="+", metavar="TOKEN", help="token id or whole token; several allowed")
     td.set_defaults(func=cmd_token_delete)
 
     u = sub.add_parser("user", help="kubectl credentials for people")
     usub = u.add_subparsers(dest="action", metavar="ACTION", required=True)
     uc = usub.add_parser("create", help="write a kubeconfig with a client certificate signed by the cluster CA")
-    uc.add_argument("cluster", metavar="CLUSTER")
-    uc.add_argument("user", metavar="NAME")
+    uc.add_argument("cluster", metavar="CLUSTER", help=CLUSTER_HELP)
+    uc.add_argument("user", metavar="NAME", help="user name (the certificate's CN)")
     uc.add_argument("--group", action="append", help="group (certificate O); repeatable")
     uc.add_argument("-o", "--output", help="kubeconfig file to write (default: kubeconfig-NAME)")
-    uc.add_argument("--ttl", default="8760h", help="certificate lifetime (default 8760h = 1 year)")
+    uc.add_argument("--ttl", default="8760h", help="certificate lifetime, e.g. 2h or 1h30m (8760h = 1 year)")
     uc.add_argument("--force", action="store_true", help="replace an existing output file")
     uc.set_defaults(func=cmd_user_create)
 
@@ -341,12 +389,43 @@ def build_parser() -> argparse.ArgumentParser:
     hp.set_defaults(func=cmd_hash_password)
 
     q = sub.add_parser("quickstart", help="create a demo cluster and render every payload")
-    q.add_argument("--dir", default="kubeseed-demo", help="where to put it (default ./kubeseed-demo)")
-    q.add_argument("--endpoint", default="10.0.0.10:6443", help="API endpoint of the demo cluster")
+    q.add_argument("--dir", default="kubeseed-demo", help="where to put it")
+    q.add_argument("--endpoint", help=f"API endpoint of a new demo cluster (default: {DEMO_ENDPOINT})")
     q.set_defaults(func=cmd_quickstart)
     add_seed_parser(sub)
     add_image_parser(sub)
+    add_images_parser(sub)
+    _finish(p)
     return p
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds "(default: ...)" to an option's help unless the help names its default or there is none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in text:
+            return text
+        return super()._get_help_string(action) or text
+
+
+def _show_help(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    def show(args: argparse.Namespace) -> int:
+        parser.print_help(sys.stderr)
+        return 2
+
+    return show
+
+
+def _finish(parser: argparse.ArgumentParser) -> None:
+    """Every parser under ``parser``: help shows defaults; with no command or action, print the help, exit 2."""
+    parser.formatter_class = _HelpFormatter
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            action.required = False
+            parser.set_defaults(func=_show_help(parser))
+            for child in set(action.choices.values()):
+                _finish(child)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,7 +16,7 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def user_kubeconfig(cluster: Cluster, secrets: ClusterSecrets, user: str, groups: list[str], days: int) -> str:
+def user_kubeconfig(cluster: Cluster, secrets: ClusterSecrets, user: str, groups: list[str], days: float) -> str:
     """A kubeconfig for ``user`` (certificate CN) in ``groups`` (certificate O), valid for ``days``."""
     ca_key = pki.load_key(secrets.pki["ca.key"])
     key = pki.new_key(cluster.key_algorithm)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from .errors import UserError
 
@@ -29,16 +30,28 @@ PLATFORMS = {
 }
 
 
-def check_size(platform: str, size: int, gzipped: bool, fmt: str) -> str:
-    """Return a one-line size report, or raise UserError when the payload exceeds the platform's limit."""
+def check_size(platform: str, size: int, gzipped: bool, fmt: str, preinstalled: Callable[[], int] | None = None) -> str:
+    """Return a one-line size report, or raise UserError when the payload exceeds the platform's limit, naming
+    what fits: ``preinstalled()`` is the size of the same payload for a kubeseed golden image (None: it is one)."""
     p = PLATFORMS[platform]
     if gzipped and not p.decodes_gzip:
         raise UserError(f"--gzip: {p.title} does not decode gzip user-data; render without --gzip")
     if p.limit is None:
         return f"{size:,} bytes"
     if size > p.limit:
-        hint = ""
+        fixes = []
         if not gzipped and p.decodes_gzip and fmt == "cloud-init":
-            hint = "; try --gzip"
+            fixes.append("--gzip")
+        small = preinstalled() if preinstalled else None
+        if small is not None and small <= p.limit:
+            fixes.append(f"--runtime preinstalled on a kubeseed golden image (`kubeseed image build`; {small:,} bytes)")
+        larger = [
+            f"{q.name} ({q.limit:,})"
+            for q in sorted(PLATFORMS.values(), key=lambda q: q.limit or 0)
+            if q.limit is not None and q.limit >= size and (q.decodes_gzip or not gzipped)
+        ]
+        if larger:
+            fixes.append(f"a platform with a larger limit: --platform {', '.join(larger)}")
+        hint = f"; use {', or '.join(fixes)}" if fixes else ""
         raise UserError(f"payload is {size:,} bytes, over the {p.title} user-data limit of {p.limit:,} bytes{hint}")
     return f"{size:,} bytes (fits {p.title}: {p.limit:,})"

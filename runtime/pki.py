@@ -86,7 +86,7 @@ def sign_leaf(
     client: bool = True,
     server: bool = False,
     sans: Sequence[str] = (),
-    days: int = LEAF_DAYS,
+    days: float = LEAF_DAYS,
     now: Optional[datetime.datetime] = None,
 ) -> x509.Certificate:
     """A leaf certificate signed by ``ca_key`` (kubeadm: digitalSignature + keyEncipherment, EKUs by role)."""

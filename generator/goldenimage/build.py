@@ -20,7 +20,7 @@ from kubeseed.runtime.config import RUNTIME_PATH
 from kubeseed.runtime.versions import DEFAULT
 
 from ..console import say, step
-from ..errors import UserError
+from ..errors import UserError, shown
 from ..fsutil import make_private_dir
 from ..zipapp import build_zipapp
 from . import BuildError
@@ -78,8 +78,11 @@ def default_cache() -> Path:
 def find_provision_script(given: str | None = None) -> Path:
     """images/provision.sh: --provision, else the one beside the sources (a checkout) or installed with them
     (kubeseed.images in the wheel), else ./images/provision.sh."""
-    candidates = [Path(given)] if given else []
-    candidates += [Path(__file__).resolve().parents[2] / "images" / "provision.sh", Path("images/provision.sh")]
+    if given:
+        if not Path(given).is_file():
+            raise UserError(f"--provision: {shown(given)} is not a file; give an existing provisioning script")
+        return Path(given)
+    candidates = [Path(__file__).resolve().parents[2] / "images" / "provision.sh", Path("images/provision.sh")]
     for c in candidates:
         if c.is_file():
             return c

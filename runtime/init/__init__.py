@@ -32,6 +32,9 @@ def phases() -> List[Phase]:
         Phase("upload-config", "Uploading the configuration", apiphases.upload_config),
         Phase("mark-control-plane", "Marking the control-plane node", apiphases.mark_control_plane),
         Phase("bootstrap-token", "Configuring bootstrap tokens", apiphases.bootstrap_token),
+        Phase(
+            "kubelet-finalize", "Pointing kubelet.conf at the rotated client certificate", kubeconfigs.kubelet_finalize
+        ),
         Phase("addon", "Installing add-ons", addons.addon),
         Phase("show-join-command", "Printing the join command", apiphases.show_join_command),
     ]

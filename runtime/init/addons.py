@@ -6,8 +6,9 @@ from typing import List
 
 from ..workflow import Context, PhaseError, confine
 from .apiclient import with_client
-from .controlplane import ADDON_DIR, config, version
+from .controlplane import ADDON_DIR, config
 from .objects import NODE_GROUP, binding, configmap, meta, role, rule
+from .versions import image
 
 COREFILE = """.:53 {
     errors
@@ -42,7 +43,7 @@ def coredns(ctx: Context) -> List[dict]:
     control_plane = {"effect": "NoSchedule", "key": "node-role.kubernetes.io/control-plane"}
     container = {
         "name": "coredns",
-        "image": f"{cfg.image_repository}/coredns/coredns:{version(ctx).coredns_tag}",
+        "image": image("coredns", cfg.kubernetes_version, cfg.image_repository),
         "imagePullPolicy": "IfNotPresent",
         "args": ["-conf", "/etc/coredns/Corefile"],
         "ports": [
@@ -194,7 +195,7 @@ def kube_proxy(ctx: Context) -> List[dict]:
                     "containers": [
                         {
                             "name": "kube-proxy",
-                            "image": f"{cfg.image_repository}/kube-proxy:{cfg.kubernetes_version}",
+                            "image": image("kube-proxy", cfg.kubernetes_version, cfg.image_repository),
                             "imagePullPolicy": "IfNotPresent",
                             "command": [
                                 "/usr/local/bin/kube-proxy",

@@ -36,8 +36,18 @@ def version(ctx: Context) -> ControlPlaneVersion:
     return ControlPlaneVersion(config(ctx).kubernetes_version)
 
 
-def url(ip: str, port: int) -> str:
-    return f"https://[{ip}]:{port}" if ":" in ip else f"https://{ip}:{port}"
+def host_port(ip: str, port: int) -> str:
+    """Go's net.JoinHostPort: an IPv6 address in brackets (``[fd00::10]:6443``), so net.SplitHostPort reads it."""
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def url(ip: str, port: int, scheme: str = "https") -> str:
+    return f"{scheme}://{host_port(ip, port)}"
+
+
+def localhost(ip: str) -> str:
+    """kubeadm's etcdLocalhostAddress: the loopback address of the advertise address's family."""
+    return "::1" if ":" in ip else "127.0.0.1"
 
 
 def advertise_address(ctx: Context) -> str:

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Dict, List, Tuple
 
 from ..workflow import Context, write_atomic
-from .controlplane import MANIFESTS, PKI, advertise_address, config, url, version
+from .controlplane import MANIFESTS, PKI, advertise_address, config, host_port, localhost, url, version
+from .versions import image
 
 P = PKI + "/"
-CA_DIRS = [  # the host's CA bundles, mounted read-only as kubeadm does
-    ("ca-certs", "/etc/ssl/certs"),
-    ("etc-ca-certificates", "/etc/ca-certificates"),
-    ("usr-local-share-ca-certificates", "/usr/local/share/ca-certificates"),
-    ("usr-share-ca-certificates", "/usr/share/ca-certificates"),
-]
+Mount = Tuple[str, str, str, bool]  # (volume, host path = mount path, hostPath type, read-only)
+CA_CERTS = "/etc/ssl/certs"  # always mounted (volume ca-certs)
+# kubeadm's caCertsExtraVolumePaths (phases/controlplane/volumes.go), mounted only where they exist: up to 1.30
+# /etc/pki whole; from 1.31 (PR #124361) only its CA parts, /etc/pki/ca-trust and /etc/pki/tls/certs
+CA_EXTRA_DIRS = ("/etc/ca-certificates", "/usr/share/ca-certificates", "/usr/local/share/ca-certificates")
+ETC_PKI_DIRS = {False: ("/etc/pki",), True: ("/etc/pki/ca-trust", "/etc/pki/tls/certs")}
 
 
 def _probe(host: str, path: str, port: int, scheme: str, failures: int, period: int = 10, delay: int = 10) -> dict:
@@ -35,12 +37,14 @@ def static_pod(
     image: str,
     probes: Tuple[dict, dict, dict],
     cpu: str,
-    mounts: List[Tuple[str, str, str, bool]],  # (volume, host path = mount path, hostPath type, read-only)
+    mounts: List[Mount],
     annotations: Dict[str, str],
     memory: str = "",
 ) -> dict:
-    """A control-plane static pod: command = the binary and its flags sorted by name, host network, critical."""
+    """A control-plane static pod: command = the binary and its flags sorted by name, host network, critical;
+    volumes and mounts sorted by name, as kubeadm's VolumeMapToSlice and VolumeMountMapToSlice do."""
     live, ready, startup = probes
+    mounts = sorted(mounts)
     container: Dict[str, Any] = {
         "command": [name] + [f"--{k}={v}" for k, v in sorted(flags.items())],
         "image": image,
@@ -82,12 +86,25 @@ def _write(ctx: Context, pod: dict) -> None:
     write_atomic(ctx.path(f"{MANIFESTS}/{pod['metadata']['name']}.yaml"), yaml.safe_dump(pod), 0o600)
 
 
-def _image(ctx: Context, name: str, tag: str) -> str:
-    return f"{config(ctx).image_repository}/{name}:{tag}"
+def _image(ctx: Context, name: str) -> str:
+    cfg = config(ctx)
+    return image(name, cfg.kubernetes_version, cfg.image_repository)
+
+
+def ca_mounts(ctx: Context) -> List[Mount]:
+    """The host's CA bundles, read-only, as kubeadm mounts them into kube-apiserver and kube-controller-manager:
+    /etc/ssl/certs always, each of the other CA directories only if it exists on this machine (under --root:
+    inside the root). Volume names are the paths with "/" as "-" (``etc-pki``, ``etc-pki-ca-trust``, ...)."""
+    extra = ETC_PKI_DIRS[version(ctx).ca_trust_dirs] + CA_EXTRA_DIRS
+    found = [d for d in extra if os.path.exists(ctx.path(d))]
+    return [("ca-certs", CA_CERTS, "DirectoryOrCreate", True)] + [
+        (d.replace("/", "-")[1:], d, "DirectoryOrCreate", True) for d in found
+    ]
 
 
 def etcd_pod(ctx: Context) -> dict:
     ip, node, v = advertise_address(ctx), ctx.name(), version(ctx)
+    lo = localhost(ip)
     flags = {
         "advertise-client-urls": url(ip, 2379),
         "cert-file": P + "etcd/server.crt",
@@ -96,8 +113,8 @@ def etcd_pod(ctx: Context) -> dict:
         "initial-advertise-peer-urls": url(ip, 2380),
         "initial-cluster": f"{node}={url(ip, 2380)}",
         "key-file": P + "etcd/server.key",
-        "listen-client-urls": f"{url('127.0.0.1', 2379)},{url(ip, 2379)}",
-        "listen-metrics-urls": "http://127.0.0.1:2381",
+        "listen-client-urls": f"{url(lo, 2379)},{url(ip, 2379)}",
+        "listen-metrics-urls": url(lo, 2381, "http"),
         "listen-peer-urls": url(ip, 2380),
         "name": node,
         "peer-cert-file": P + "etcd/peer.crt",
@@ -109,17 +126,17 @@ def etcd_pod(ctx: Context) -> dict:
     }
     if v.etcd_36:
         flags.update({"feature-gates": "InitialCorruptCheck=true", "watch-progress-notify-interval": "5s"})
-        live = _probe("127.0.0.1", "/livez", 2381, "HTTP", 8)
+        live = _probe(lo, "/livez", 2381, "HTTP", 8)
         ready, startup = (
-            _probe("127.0.0.1", "/readyz", 2381, "HTTP", 3, 1, 0),
-            _probe("127.0.0.1", "/readyz", 2381, "HTTP", 24),
+            _probe(lo, "/readyz", 2381, "HTTP", 3, 1, 0),
+            _probe(lo, "/readyz", 2381, "HTTP", 24),
         )
     else:
         flags.update(
             {"experimental-initial-corrupt-check": "true", "experimental-watch-progress-notify-interval": "5s"}
         )
-        live = _probe("127.0.0.1", "/health?exclude=NOSPACE&serializable=true", 2381, "HTTP", 8)
-        ready, startup = {}, _probe("127.0.0.1", "/health?serializable=false", 2381, "HTTP", 24)
+        live = _probe(lo, "/health?exclude=NOSPACE&serializable=true", 2381, "HTTP", 8)
+        ready, startup = {}, _probe(lo, "/health?serializable=false", 2381, "HTTP", 24)
     mounts = [
         ("etcd-certs", P + "etcd", "DirectoryOrCreate", False),
         ("etcd-data", "/var/lib/etcd", "DirectoryOrCreate", False),
@@ -129,7 +146,7 @@ def etcd_pod(ctx: Context) -> dict:
         ctx,
         "etcd",
         flags,
-        _image(ctx, "etcd", v.etcd_tag),
+        _image(ctx, "etcd"),
         (live, ready, startup),
         "100m",
         mounts,
@@ -140,9 +157,9 @@ def etcd_pod(ctx: Context) -> dict:
 
 def control_plane_pods(ctx: Context) -> List[dict]:
     cfg = config(ctx)
-    ip, tag = advertise_address(ctx), cfg.kubernetes_version
+    ip = advertise_address(ctx)
     net = cfg.networking
-    ca_mounts = [(vol, path, "DirectoryOrCreate", True) for vol, path in CA_DIRS]
+    cas = ca_mounts(ctx)
     pki_mount = [("k8s-certs", P.rstrip("/"), "DirectoryOrCreate", True)]
     api_flags = {
         "advertise-address": ip,
@@ -154,7 +171,7 @@ def control_plane_pods(ctx: Context) -> List[dict]:
         "etcd-cafile": P + "etcd/ca.crt",
         "etcd-certfile": P + "apiserver-etcd-client.crt",
         "etcd-keyfile": P + "apiserver-etcd-client.key",
-        "etcd-servers": "https://[::1]:2379" if ":" in ip else "https://127.0.0.1:2379",
+        "etcd-servers": url(localhost(ip), 2379),
         "kubelet-client-certificate": P + "apiserver-kubelet-client.crt",
         "kubelet-client-key": P + "apiserver-kubelet-client.key",
         "kubelet-preferred-address-types": "InternalIP,ExternalIP,Hostname",
@@ -182,11 +199,11 @@ def control_plane_pods(ctx: Context) -> List[dict]:
         ctx,
         "kube-apiserver",
         api_flags,
-        _image(ctx, "kube-apiserver", tag),
+        _image(ctx, "kube-apiserver"),
         api_probes,
         "250m",
-        ca_mounts + pki_mount,
-        {"kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint": f"{ip}:6443"},
+        cas + pki_mount,
+        {"kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint": host_port(ip, 6443)},
     )
     cm_conf = "/etc/kubernetes/controller-manager.conf"
     cm_flags = {
@@ -214,10 +231,10 @@ def control_plane_pods(ctx: Context) -> List[dict]:
         ctx,
         "kube-controller-manager",
         cm_flags,
-        _image(ctx, "kube-controller-manager", tag),
+        _image(ctx, "kube-controller-manager"),
         (cm_probe, {}, _probe("127.0.0.1", "/healthz", 10257, "HTTPS", 24)),
         "200m",
-        ca_mounts + flex + pki_mount + [("kubeconfig", cm_conf, "FileOrCreate", True)],
+        cas + flex + pki_mount + [("kubeconfig", cm_conf, "FileOrCreate", True)],
         {},
     )
     sched_conf = "/etc/kubernetes/scheduler.conf"
@@ -232,7 +249,7 @@ def control_plane_pods(ctx: Context) -> List[dict]:
         ctx,
         "kube-scheduler",
         sched_flags,
-        _image(ctx, "kube-scheduler", tag),
+        _image(ctx, "kube-scheduler"),
         (
             _probe("127.0.0.1", "/livez", 10259, "HTTPS", 8),
             _probe("127.0.0.1", "/readyz", 10259, "HTTPS", 3, 1, 0),

@@ -79,17 +79,17 @@ def test_cluster_create_refuses_existing_dir(cluster: Path) -> None:
         (["--endpoint", "10.0.0.10"], '--endpoint: "10.0.0.10" is not host:port'),
         (
             ["--endpoint", "10.0.0.10:6443", "--pod-subnet", "10.0.0/8"],
-            'networking.podSubnet: "10.0.0/8" is not a CIDR',
+            '--pod-subnet: "10.0.0/8" is not a CIDR',
         ),
-        (["--endpoint", "10.0.0.10:6443", "--kubernetes-version", "v2.0.0"], "kubernetesVersion"),
+        (["--endpoint", "10.0.0.10:6443", "--kubernetes-version", "v2.0.0"], "--kubernetes-version: "),
         (["--endpoint", "10.0.0.10:6443", "--token-ttl", "forever"], "--token-ttl"),
         (  # kube-dns takes the tenth address: once this rendered, then join died in kubelet-config
             ["--endpoint", "10.0.0.10:6443", "--service-subnet", "10.96.0.0/29"],
-            "networking.serviceSubnet: 10.96.0.0/29 must be a /12 to /28",
+            "--service-subnet: 10.96.0.0/29 must be a /12 to /28",
         ),
         (
             ["--endpoint", "10.0.0.10:6443", "--pod-subnet", "10.244.0.0/25"],
-            "networking.podSubnet: 10.244.0.0/25 must hold one /24 per node",
+            "--pod-subnet: 10.244.0.0/25 must hold one /24 per node",
         ),
     ],
 )
@@ -232,7 +232,7 @@ def test_platform_limit_refuses_and_suggests_gzip(cluster: Path) -> None:
     (cluster / "cluster.yaml").write_text(yaml.safe_dump(doc))
     r = kubeseed("render", "master", "demo", "--platform", "aws", "--out", "m.yaml", cwd=cluster.parent)
     assert r.returncode == 2
-    assert "over the AWS EC2 user-data limit of 16,384 bytes; try --gzip" in r.stderr
+    assert "over the AWS EC2 user-data limit of 16,384 bytes; use --gzip" in r.stderr
     assert not (cluster.parent / "m.yaml").exists()
     r = kubeseed("render", "master", "demo", "--platform", "digitalocean", "--gzip", "-o", "m.gz", cwd=cluster.parent)
     assert r.returncode == 2 and "does not decode gzip" in r.stderr

@@ -442,11 +442,14 @@ def test_bad_names_descriptions_and_ttls(cluster: Path, args: list[str], expecte
 @pytest.mark.parametrize(
     "args,expected",
     [
-        (["--pod-subnet", "x: y"], 'networking.podSubnet: "x: y" is not a CIDR'),
-        (["--kubernetes-version", "[v1"], 'kubernetesVersion: "[v1" is not a version'),
-        (["--kubernetes-version", "v1.35.5\nusers: [{name: evil, sudo: true}]"], 'kubernetesVersion: "v1.35.5\\nusers'),
-        (["--service-subnet", "10.96.0.0/12\n  dnsDomain: evil.example"], "networking.serviceSubnet: "),
-        (["--name", "demo\nkeyAlgorithm: RSA-2048"], 'name: "demo\\nkeyAlgorithm'),
+        (["--pod-subnet", "x: y"], '--pod-subnet: "x: y" is not a CIDR'),
+        (["--kubernetes-version", "[v1"], '--kubernetes-version: "[v1" is not a version'),
+        (
+            ["--kubernetes-version", "v1.35.5\nusers: [{name: evil, sudo: true}]"],
+            '--kubernetes-version: "v1.35.5\\nusers',
+        ),
+        (["--service-subnet", "10.96.0.0/12\n  dnsDomain: evil.example"], "--service-subnet: "),
+        (["--name", "demo\nkeyAlgorithm: RSA-2048"], '--name: "demo\\nkeyAlgorithm'),
     ],
 )
 def test_cluster_create_values_cannot_add_keys(tmp_path: Path, args: list[str], expected: str) -> None:
@@ -455,5 +458,5 @@ def test_cluster_create_values_cannot_add_keys(tmp_path: Path, args: list[str], 
 
 
 def test_quickstart_endpoint_cannot_add_keys(tmp_path: Path) -> None:
-    refused(run(tmp_path, "quickstart", "--endpoint", '10.0.0.10:6443"\nusers: [{name: evil}]'), "controlPlaneEndpoint")
+    refused(run(tmp_path, "quickstart", "--endpoint", '10.0.0.10:6443"\nusers: [{name: evil}]'), "--endpoint: ")
     assert list(tmp_path.iterdir()) == []

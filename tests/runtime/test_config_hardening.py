@@ -19,7 +19,9 @@ from kubeseed.runtime.config import ConfigError, parse_node_config, split_endpoi
 from kubeseed.runtime.init import CONFIG as MASTER_FIELDS
 from tests.support.join import flags, node_zipapp
 
-API_PHASES = "wait-control-plane,upload-config,mark-control-plane,bootstrap-token,addon,show-join-command"
+API_PHASES = (
+    "wait-control-plane,upload-config,mark-control-plane,bootstrap-token,kubelet-finalize,addon,show-join-command"
+)
 GARBAGE_KEY = "-----BEGIN EC PRIVATE KEY-----\nbm90IGEga2V5\n-----END EC PRIVATE KEY-----\n"
 ANOTHER_CA_KEY = pki.key_pem(pki.new_key("ECDSA-P256")).decode()
 

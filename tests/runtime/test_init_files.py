@@ -28,7 +28,9 @@ from tests.support.helpers import cloud_init_files, kubeseed, lay_out, need_tool
 
 KILLER = Path(__file__).with_name("killer.py")
 FILE_PHASES = ["preflight", "certs", "kubeconfig", "etcd", "control-plane", "kubelet-start"]
-API_PHASES = "wait-control-plane,upload-config,mark-control-plane,bootstrap-token,addon,show-join-command"
+API_PHASES = (
+    "wait-control-plane,upload-config,mark-control-plane,bootstrap-token,kubelet-finalize,addon,show-join-command"
+)
 MASTER = "cp-1"
 ADVERTISE = "127.0.0.2"  # a loopback address of its own, so the real etcd below can listen on it
 

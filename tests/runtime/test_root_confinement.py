@@ -126,7 +126,9 @@ def test_umask_0_makes_nothing_world_writable_on_init(tmp_path: Path) -> None:
 
 
 def init_api_phases() -> str:
-    return "wait-control-plane,upload-config,mark-control-plane,bootstrap-token,addon,show-join-command"
+    return (
+        "wait-control-plane,upload-config,mark-control-plane,bootstrap-token,kubelet-finalize,addon,show-join-command"
+    )
 
 
 def test_the_addon_phase_reads_no_file_through_a_symlink_out_of_the_addon_dir(

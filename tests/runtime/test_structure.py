@@ -45,6 +45,7 @@ def test_each_role_package_exports_the_interface() -> None:
         "upload-config",
         "mark-control-plane",
         "bootstrap-token",
+        "kubelet-finalize",
         "addon",
         "show-join-command",
     ]
