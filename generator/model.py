@@ -26,6 +26,7 @@ from kubeseed.runtime.config import (
     parse_networking,
     split_endpoint,
 )
+from kubeseed.runtime.init.versions import ControlPlaneVersion
 from kubeseed.runtime.versions import DEFAULT, MAX_MINOR, MIN_MINOR, Version
 
 from .errors import SHOWN, FieldError, shown
@@ -230,6 +231,9 @@ def parse_cluster(data: Any, source: str = CLUSTER_FILE, base_dir: Path | None =
     alg = r.string(doc, "keyAlgorithm", "", NodeConfig.key_algorithm)
     if alg not in KEY_ALGORITHMS:
         raise r.fail("keyAlgorithm", f"{shown(alg)} is not one of {', '.join(KEY_ALGORITHMS)}")
+    why = ControlPlaneVersion(version).key_algorithm_error
+    if alg == "ECDSA-P384" and why:
+        raise r.fail("keyAlgorithm", f"ECDSA-P384 needs v1.34 or later: {why}; use ECDSA-P256, or a newer version")
     kubelet = _shared(r, parse_kubelet, doc.get("kubelet"), "kubelet", KUBELET)
 
     users = _parse_users(r, doc.get("users"))

@@ -14,6 +14,7 @@ from ..preflight import Env, dir_available, file_available, port
 from ..tokens import parse_token
 from ..workflow import Context, Phase
 from .controlplane import ADDON_DIR, MANIFESTS, PKI_FILES
+from .versions import ControlPlaneVersion
 
 if TYPE_CHECKING:
     from ..preflight import Check
@@ -72,6 +73,8 @@ def checks() -> List[Check]:
 def parse_fields(d: Doc, cfg: NodeConfig) -> None:
     """The master's part of the node config: the CA and SA keys, bootstrap tokens, add-on paths, and the API
     server's address on this machine (--advertise-address sets it)."""
+    why = ControlPlaneVersion(cfg.kubernetes_version).key_algorithm_error
+    check(cfg.key_algorithm != "ECDSA-P384" or not why, "keyAlgorithm", f"ECDSA-P384 needs v1.34 or later: {why}")
     pki: Any = d.get("pki", dict, required=True)
     for f in PKI_FILES:
         check(isinstance(pki.get(f), str) and "-----BEGIN" in pki[f], f"pki.{f}", "must hold a PEM block")

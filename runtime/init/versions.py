@@ -43,6 +43,13 @@ KUBERNETES_IMAGES = ("kube-apiserver", "kube-controller-manager", "kube-schedule
 
 class ControlPlaneVersion(Version):
     @property
+    def key_algorithm_error(self) -> str:
+        """'' if kubeadm of this version can make keys of every algorithm kubeseed offers, else why not: kubeadm
+        before 1.34 cannot generate ECDSA-P384 keys, so its `join --control-plane` and `certs renew` fail on such
+        a cluster (kubeadm's EncryptionAlgorithmECDSAP384, added in 1.34)."""
+        return "" if self.minor >= 34 else f"kubeadm v1.{self.minor} cannot make ECDSA-P384 keys for joins and renewals"
+
+    @property
     def etcd_tag(self) -> str:
         return ETCD[self.minor]
 

@@ -70,7 +70,7 @@ def random_config(rnd: random.Random) -> NodeConfig:
         kubernetes_version=f"v1.{rnd.randrange(MIN_MINOR, MAX_MINOR + 1)}.{rnd.randrange(0, 20)}",
         node_name=rnd.choice(["", f"{role}-{rnd.randrange(9)}", "n.example.com"]),
         image_repository=rnd.choice([NodeConfig.image_repository, "mirror.local:5000/k8s"]),
-        key_algorithm=rnd.choice(KEY_ALGORITHMS),
+        key_algorithm=rnd.choice(KEY_ALGORITHMS),  # P384 on a master before v1.34 is refused: see below
         networking=_networking(rnd),
         kubelet=_kubelet(rnd),
     )
@@ -78,6 +78,8 @@ def random_config(rnd: random.Random) -> NodeConfig:
         pins = [f"sha256:{_word(rnd, 64, '0123456789abcdef')}" for _ in range(rnd.randrange(3))]
         cfg.discovery = Discovery(f"{_word(rnd, 6)}.{_word(rnd, 16)}", pins, not pins or rnd.random() < 0.2)
     if role == "master":
+        if cfg.key_algorithm == "ECDSA-P384" and cfg.version.minor < 34:
+            cfg.key_algorithm = "ECDSA-P256"
         cfg.pki = dict(real_pki())
         cfg.bootstrap_tokens = [
             {"token": f"{_word(rnd, 6)}.{_word(rnd, 16)}", "usages": ["signing", "authentication"]}
@@ -146,3 +148,22 @@ def test_both_sides_refuse_alike(cluster: Path, path: str, value: Any, message: 
     with pytest.raises(FieldError) as f:
         load_cluster(cluster)
     assert f.value.path.startswith(path) and message in f.value.message
+
+
+@pytest.mark.parametrize("version,refused", [("v1.33.9", True), ("v1.34.0", False)])
+def test_p384_needs_kubeadm_134(cluster: Path, version: str, refused: bool) -> None:
+    """kubeadm before 1.34 cannot make P384 keys, so its control-plane joins and certificate renewals would fail
+    on such a cluster: a master's node config and cluster.yaml refuse the pair alike."""
+    c, secrets = load(cluster)
+    doc = to_doc(node_config(c, secrets, "master", "cp-1"))
+    doc.update(keyAlgorithm="ECDSA-P384", kubernetesVersion=version)
+    data = yaml.safe_load((cluster / "cluster.yaml").read_text())
+    data.update(keyAlgorithm="ECDSA-P384", kubernetesVersion=version)
+    (cluster / "cluster.yaml").write_text(yaml.safe_dump(data))
+    if not refused:
+        assert parse_doc(doc).key_algorithm == load_cluster(cluster).key_algorithm == "ECDSA-P384"
+        return
+    with pytest.raises(ConfigError, match="ECDSA-P384 needs v1.34 or later: kubeadm v1.33 cannot make"):
+        parse_doc(doc)
+    with pytest.raises(FieldError, match="keyAlgorithm: ECDSA-P384 needs v1.34 or later: kubeadm v1.33"):
+        load_cluster(cluster)
