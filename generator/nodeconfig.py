@@ -9,9 +9,9 @@ from typing import Any
 
 import yaml
 
+from kubeseed.runtime.cli import COMMANDS, load_role
 from kubeseed.runtime.config import API_VERSION, Discovery, Kubelet, Networking, NodeConfig, parse_node_config
 from kubeseed.runtime.init import ADDON_DIR
-from kubeseed.runtime.init import CONFIG as MASTER_FIELDS
 
 from .errors import UserError
 from .model import Cluster
@@ -111,9 +111,9 @@ def _set(doc: dict[str, Any], key: str, value: Any, default: Any) -> None:
 
 
 def parse_doc(doc: Any) -> NodeConfig:
-    """The runtime's own parser, with the master's fields for a master's document."""
-    master = isinstance(doc, dict) and doc.get("role") == "master"
-    return parse_node_config(doc, MASTER_FIELDS if master else None)
+    """The runtime's own parser, with the fields of the document's role (loaded as the runtime's CLI does)."""
+    role = doc.get("role") if isinstance(doc, dict) else None
+    return parse_node_config(doc, load_role(role).CONFIG if role in COMMANDS else None)
 
 
 def config_text(cfg: NodeConfig) -> str:

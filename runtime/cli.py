@@ -96,18 +96,26 @@ def _join_doc(args: argparse.Namespace, path: str, flags: Dict[str, str]) -> Tup
         flags.update({"discovery.token": "--token", "discovery.caCertHashes": "--discovery-token-ca-cert-hash"})
     if not isinstance(doc, dict) or doc.get("role", "node") != "node":
         return doc, path  # parsing says what is wrong with it
-    disc = doc.setdefault("discovery", {})
-    disc = disc if isinstance(disc, dict) else {}  # not a mapping: parsing says so
-    for field, value, flag, target in (
-        ("controlPlaneEndpoint", args.endpoint, "ENDPOINT", doc),
-        ("token", args.token, "--token", disc),
-        ("caCertHashes", args.discovery_token_ca_cert_hash, "--discovery-token-ca-cert-hash", disc),
-        ("unsafeSkipCAVerification", args.discovery_token_unsafe_skip_ca_verification, "", disc),
-    ):
-        if value:
-            target[field] = value
-            flags[field if target is doc else "discovery." + field] = flag
+    _override(
+        doc,
+        flags,
+        ("controlPlaneEndpoint", args.endpoint, "ENDPOINT"),
+        ("discovery.token", args.token, "--token"),
+        ("discovery.caCertHashes", args.discovery_token_ca_cert_hash, "--discovery-token-ca-cert-hash"),
+        ("discovery.unsafeSkipCAVerification", args.discovery_token_unsafe_skip_ca_verification, ""),
+    )
     return doc, path
+
+
+def _override(doc: Any, flags: Dict[str, str], *given: Tuple[str, Any, str]) -> None:
+    """Flags override the node config, and are checked as it is: each (field path, value, flag) sets the field
+    when the flag was given, and ``flags`` learns which flag set it, so that an error names the flag. A section
+    that is not a mapping is left for parsing to report."""
+    for field, value, flag in given:
+        *section, key = field.split(".")
+        target = doc.setdefault(section[0], {}) if section and isinstance(doc, dict) else doc
+        if value and isinstance(target, dict):
+            target[key], flags[field] = value, flag
 
 
 def _role_and_doc(args: argparse.Namespace, flags: Dict[str, str]) -> Tuple[Any, Any, str]:
@@ -151,12 +159,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return status(Context("status", None, args.root))
         flags: Dict[str, str] = {}
         role, doc, path = _role_and_doc(args, flags)
-        for field, value, flag in (
+        _override(
+            doc,
+            flags,
             ("nodeName", args.node_name, "--node-name"),
             ("advertiseAddress", getattr(args, "advertise_address", ""), "--advertise-address"),
-        ):
-            if value and isinstance(doc, dict):  # flags override the config, and are checked as it is
-                doc[field], flags[field] = value, flag
+        )
         cfg = None
         try:
             cfg = parse_node_config(doc, role.CONFIG) if doc is not None else None

@@ -25,25 +25,14 @@ from kubeseed.generator.zipapp import build_zipapp
 from kubeseed.runtime.init.versions import ControlPlaneVersion
 from tests.support.clientcert_server import kubectl, serve
 from tests.support.helpers import cloud_init_files, kubeseed, lay_out, need_tool, venv_tool
+from tests.support.master import MASTER, make_master
 
 KILLER = Path(__file__).with_name("killer.py")
 FILE_PHASES = ["preflight", "certs", "kubeconfig", "etcd", "control-plane", "kubelet-start"]
 API_PHASES = (
     "wait-control-plane,upload-config,mark-control-plane,bootstrap-token,kubelet-finalize,addon,show-join-command"
 )
-MASTER = "cp-1"
 ADVERTISE = "127.0.0.2"  # a loopback address of its own, so the real etcd below can listen on it
-
-
-def make_master(base: Path, *create_args: str) -> Path:
-    """A cluster made by the CLI and its master payload laid out under base/machine; returns the root."""
-    r = kubeseed("cluster", "create", "demo", "--endpoint", "10.0.0.10:6443", *create_args, cwd=base)
-    assert r.returncode == 0, r.stderr
-    r = kubeseed("render", "master", "demo", "--hostname", MASTER, "-o", "master.yaml", cwd=base)
-    assert r.returncode == 0, r.stderr
-    root = base / "machine"
-    lay_out(cloud_init_files((base / "master.yaml").read_bytes()), root)
-    return root
 
 
 def init(root: Path, *args: str, kill: tuple[str, int, str] | None = None) -> subprocess.CompletedProcess[str]:

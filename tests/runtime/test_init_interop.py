@@ -23,23 +23,13 @@ from kubeseed.runtime.config import NodeConfig
 from kubeseed.runtime.init import addons
 from kubeseed.runtime.init.versions import images
 from kubeseed.runtime.workflow import Context
-from tests.support.helpers import cloud_init_files, kubeseed, lay_out
+from tests.support.helpers import kubeseed
+from tests.support.master import MASTER, make_master
 
-MASTER = "cp-1"
 API_PHASES = (
     "wait-control-plane,upload-config,mark-control-plane,bootstrap-token,kubelet-finalize,addon,show-join-command"
 )
 PEM = "/var/lib/kubelet/pki/kubelet-client-current.pem"
-
-
-def make_master(base: Path, *create_args: str, endpoint: str = "10.0.0.10:6443") -> Path:
-    r = kubeseed("cluster", "create", "demo", "--endpoint", endpoint, *create_args, cwd=base)
-    assert r.returncode == 0, r.stderr
-    r = kubeseed("render", "master", "demo", "--hostname", MASTER, "-o", "master.yaml", cwd=base)
-    assert r.returncode == 0, r.stderr
-    root = base / "machine"
-    lay_out(cloud_init_files((base / "master.yaml").read_bytes()), root)
-    return root
 
 
 def init(root: Path, *args: str, advertise: str = "127.0.0.2") -> subprocess.CompletedProcess[str]:

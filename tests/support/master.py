@@ -1,6 +1,7 @@
-"""A master machine for init's tests (tests only): an operator's cluster directory, the master's root after
-init's file phases, and the in-test API server that plays its kube-apiserver. Used by tests/runtime/test_init_api.py
-and test_init_admin_keys.py."""
+"""A master machine for init's tests (tests only): an operator's cluster directory and its master payload laid out
+under a root (make_master), and a master that ran init's file phases with the in-test API server that plays its
+kube-apiserver (Cluster). Used by tests/runtime/test_init_files.py, test_init_interop.py, test_init_api.py and
+test_init_admin_keys.py."""
 
 from __future__ import annotations
 
@@ -35,6 +36,17 @@ data:
 
 def run(pyz: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, str(pyz), *args], capture_output=True, text=True, timeout=180, env=env)
+
+
+def make_master(base: Path, *create_args: str, endpoint: str = "10.0.0.10:6443") -> Path:
+    """A cluster made by the CLI and its master payload laid out under base/machine; returns the root."""
+    r = kubeseed("cluster", "create", "demo", "--endpoint", endpoint, *create_args, cwd=base)
+    assert r.returncode == 0, r.stderr
+    r = kubeseed("render", "master", "demo", "--hostname", MASTER, "-o", "master.yaml", cwd=base)
+    assert r.returncode == 0, r.stderr
+    root = base / "machine"
+    lay_out(cloud_init_files((base / "master.yaml").read_bytes()), root)
+    return root
 
 
 class Cluster:
