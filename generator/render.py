@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+import struct
 import urllib.parse
 import zlib
 from typing import Any
@@ -18,13 +20,27 @@ IGNITION_VERSION = "3.3.0"
 FIRSTBOOT_UNIT = "kubeseed-firstboot.service"
 
 
+_PACKED = re.compile(rb"[A-Za-z0-9+/]{4096,}={0,2}")  # base64 of packed data (the runtime zipapp)
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\x03"  # as zlib writes it: no mtime, no name, level 9, Unix
+
+
 def gzip_bytes(data: bytes) -> bytes:
-    """gzip with a zero timestamp and no file name, so equal input gives equal bytes; the smaller of zlib's default
-    and its Huffman-leaning strategy (Z_FILTERED wins on base64 of packed data, which payloads are mostly)."""
+    """gzip with a zero timestamp and no file name, so equal input gives equal bytes. Long base64 runs (packed
+    data, where matches are rare) are deflated apart from the text around them, each part with the smaller of
+    zlib's default and its Huffman-leaning strategy (Z_FILTERED): one gzip member, each part its own blocks."""
+    cuts = sorted({0, len(data), *(i for m in _PACKED.finditer(data) for i in m.span())})
+    parts = [data[a:b] for a, b in zip(cuts, cuts[1:])] or [b""]
+    body = b"".join(_deflate(part, last=i == len(parts) - 1) for i, part in enumerate(parts))
+    return _GZIP_HEADER + body + struct.pack("<II", zlib.crc32(data), len(data) & 0xFFFFFFFF)
+
+
+def _deflate(data: bytes, last: bool) -> bytes:
+    """Raw deflate blocks for ``data``; unless ``last``, ended by a sync flush (byte-aligned, not final), so the
+    next part's blocks can follow."""
     best = b""
     for strategy in (zlib.Z_DEFAULT_STRATEGY, zlib.Z_FILTERED):
-        z = zlib.compressobj(9, zlib.DEFLATED, 31, 9, strategy)  # wbits 31: a gzip member with a zero mtime
-        out = z.compress(data) + z.flush()
+        z = zlib.compressobj(9, zlib.DEFLATED, -15, 9, strategy)
+        out = z.compress(data) + z.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
         if not best or len(out) < len(best):
             best = out
     return best

@@ -7,6 +7,7 @@ import bz2
 import io
 import re
 import zipfile
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
@@ -170,11 +171,16 @@ def _defines(node: ast.stmt) -> set[str]:
 
 @lru_cache(maxsize=1)
 def shared_names() -> frozenset[str]:
-    """Names one runtime module uses of another (``from M import x``, ``module.x``), and the ones the CLI and
+    """shared_names_of every runtime module."""
+    return shared_names_of([path.read_text() for path in _modules().values()])
+
+
+def shared_names_of(sources: Iterable[str]) -> frozenset[str]:
+    """Names one of these modules uses of another (``from M import x``, ``module.x``), and the ones the CLI and
     loader look up (main): the minifier keeps these global names and shortens every other one."""
     names = {"main", *ROLE_INTERFACE}
-    for path in _modules().values():
-        for node in ast.walk(ast.parse(path.read_text())):
+    for text in sources:
+        for node in ast.walk(ast.parse(text)):
             if isinstance(node, ast.ImportFrom):
                 names.update(a.name for a in node.names)
             elif isinstance(node, ast.Attribute):
@@ -182,12 +188,102 @@ def shared_names() -> frozenset[str]:
     return frozenset(names)
 
 
-def shrink(source: str) -> str:
+def short_shared_names(sources: dict[str, str]) -> dict[str, str]:
+    """``sources`` (one build's modules) with the functions and constants modules share given two-character names
+    (``_a``, ``_b``, ...; the minifier's own names never start with ``_``), and those names. Only names no module
+    uses as an attribute, parameter or keyword, and never a class (an unexpected exception's type name is shown):
+    in each module that binds one (defines it, or imports it from kubeseed), every use is renamed, so the program
+    is the same."""
+    trees = {name: ast.parse(text) for name, text in sources.items()}
+    defined: set[str] = set()
+    banned = {"main", *ROLE_INTERFACE}
+    for tree in trees.values():
+        for stmt in tree.body:
+            if isinstance(stmt, ast.FunctionDef):
+                defined.add(stmt.name)
+            elif isinstance(stmt, ast.Assign):
+                defined.update(t.id for t in stmt.targets if isinstance(t, ast.Name))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute):
+                banned.add(node.attr)
+            elif isinstance(node, (ast.arg, ast.keyword)) and node.arg:
+                banned.add(node.arg)
+            elif isinstance(node, ast.ClassDef):
+                banned.add(node.name)
+            elif isinstance(node, ast.ImportFrom) and not (node.level or (node.module or "").startswith("kubeseed")):
+                banned.update(a.asname or a.name for a in node.names)  # stdlib and third-party names stay
+    imported: dict[str, int] = {}
+    for tree in trees.values():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                for a in node.names:
+                    imported[a.name] = imported.get(a.name, 0) + 1
+    # shared names only (a module's own ones the minifier shortens to one letter), the most imported first
+    chosen = sorted((n for n in defined - banned if n in imported and len(n) > 2), key=lambda n: (-imported[n], n))
+    letters = [f"_{c}" for c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"]
+    letters += [a + c for a in letters for c in "abcdefghijklmnopqrstuvwxyz"]
+    new = dict(zip(chosen, letters))
+    out = {}
+    for path, tree in trees.items():
+        bound = _module_bindings(tree) & new.keys()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name) and node.id in bound:
+                node.id = new[node.id]
+            elif isinstance(node, (ast.FunctionDef, ast.ExceptHandler)) and node.name in bound:
+                node.name = new[node.name]
+            elif isinstance(node, (ast.Global, ast.Nonlocal)):
+                node.names = [new.get(n, n) if n in bound else n for n in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level:
+                for a in node.names:
+                    if a.asname is None and a.name in new:
+                        a.name = new[a.name]
+        out[path] = ast.unparse(tree)
+    return out
+
+
+def _exported(sources: dict[str, str]) -> dict[str, frozenset[str]]:
+    """For each module (archive name) the names others may take from it: what they import from it, and every
+    name used as an attribute anywhere (``pki.load_key`` reads a name pki itself imported)."""
+    found: dict[str, set[str]] = {}
+    attributes: set[str] = set()
+    for path, text in sources.items():
+        name = path.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ImportFrom):
+                module = imported_module(node, name, path.endswith("__init__.py"))
+                found.setdefault(module, set()).update(a.name for a in node.names)
+            elif isinstance(node, ast.Attribute):
+                attributes.add(node.attr)
+    out = {}
+    for path in sources:
+        module = path.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+        out[path] = frozenset(found.get(module, set()) | attributes)
+    return out
+
+
+def _module_bindings(tree: ast.Module) -> set[str]:
+    """The names a module binds: at its top level (functions, classes, assigned names) and by ``from`` imports
+    anywhere (a function's lazy import too)."""
+    found: set[str] = set()
+    for stmt in tree.body:
+        if isinstance(stmt, (ast.FunctionDef, ast.ClassDef)):
+            found.add(stmt.name)
+        elif isinstance(stmt, ast.Assign):
+            found.update(t.id for t in stmt.targets if isinstance(t, ast.Name))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            found.update(a.asname or a.name for a in node.names)
+    return found
+
+
+def shrink(source: str, keep: frozenset[str] | None = None, exported: frozenset[str] | None = None) -> str:
     """The same program in fewer bytes: no comments, docstrings or annotations (class attribute annotations stay:
-    dataclasses need them), shorter local and private global names, no typing imports left unused. python-minifier
-    is pinned: same inputs, same bytes."""
+    dataclasses need them), shorter local and private global names, no typing imports left unused; the global
+    names ``keep`` (by default the names runtime modules share) stay as they are. With ``exported`` (the names
+    other modules import from this one), unused names of its kubeseed imports go too (those only annotations
+    used). python-minifier is pinned: same inputs, same bytes."""
     tree = ast.parse(source)
-    if any(_type_checking(node) for node in tree.body):
+    if any(_type_checking(node) for node in tree.body) or _plain_class_annotations(tree):
         source = ast.unparse(_without_type_checking(tree))
     small = str(
         python_minifier.minify(
@@ -195,17 +291,32 @@ def shrink(source: str) -> str:
             remove_literal_statements=True,
             hoist_literals=False,  # hoisted literals pack worse once the whole runtime is compressed
             rename_globals=True,
-            preserve_globals=sorted(shared_names()),  # modules import each other's names
+            preserve_globals=sorted(shared_names() if keep is None else keep),  # modules import each other's names
             remove_asserts=True,  # the runtime's asserts only narrow types for mypy
         )
     )
-    return _drop_unused_typing(small)
+    return _drop_unused_typing(small, exported)
 
 
-def _drop_unused_typing(source: str) -> str:
+def _plain_class_annotations(tree: ast.Module) -> bool:
+    """Turn ``name: T = value`` into ``name = value`` in the classes that are not dataclasses (only a dataclass
+    reads its annotations); whether there were any."""
+    found = False
+    for cls in ast.walk(tree):
+        if not isinstance(cls, ast.ClassDef) or any("dataclass" in ast.unparse(d) for d in cls.decorator_list):
+            continue
+        for i, node in enumerate(cls.body):
+            if isinstance(node, ast.AnnAssign) and node.value is not None and isinstance(node.target, ast.Name):
+                cls.body[i] = ast.Assign([node.target], node.value, lineno=node.lineno)
+                found = True
+    return found
+
+
+def _drop_unused_typing(source: str, exported: frozenset[str] | None = None) -> str:
     """Remove what only annotations needed once they are gone: unused names of module-level ``from typing`` and
     ``from collections.abc`` imports, and ``from __future__ import annotations`` where no class attribute
-    annotation is left (those stay: dataclasses need them, and the future import keeps them unevaluated)."""
+    annotation is left (those stay: dataclasses need them, and the future import keeps them unevaluated). With
+    ``exported``: unused names of relative imports too, except those other modules import from this one."""
     tree = ast.parse(source)
     used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
     annotated = any(isinstance(n, ast.AnnAssign) for n in ast.walk(tree))
@@ -217,11 +328,14 @@ def _drop_unused_typing(source: str) -> str:
             continue  # shares its line with other statements: leave it
         if node.module == "__future__" and [a.name for a in node.names] == ["annotations"] and not annotated:
             dropped.add(node.lineno - 1)
-        elif node.module in ("typing", "collections.abc"):  # TYPE_CHECKING too, once its blocks are gone
-            keep = [a for a in node.names if (a.asname or a.name) in used]
+        elif node.module in ("typing", "collections.abc") or (node.level and exported is not None):
+            # TYPE_CHECKING too, once its blocks are gone
+            keep = [a for a in node.names if (a.asname or a.name) in used | (exported or set())]
             names = ",".join(a.name + (f" as {a.asname}" if a.asname else "") for a in keep)
             if keep:
-                lines[node.lineno - 1] = f"from {node.module} import {names}"
+                where = "." * node.level + (node.module or "") if node.level else f" {node.module}"
+                space = " " if node.module else ""  # as the minifier writes it: from..x import y, from..import y
+                lines[node.lineno - 1] = f"from{where}{space}import {names}"
             else:
                 dropped.add(node.lineno - 1)
     return "\n".join(line for i, line in enumerate(lines) if i not in dropped)
@@ -236,12 +350,16 @@ def _add(zf: zipfile.ZipFile, name: str, data: bytes) -> None:
 
 def pack_sources(sources: dict[str, str]) -> bytes:
     """BOOT and the modules (archive name -> source) as one bzip2 stream: ``BOOT NUL module.name NUL source NUL
-    ...``. One stream of all the code packs about a tenth smaller than gzip over a zip of files."""
-    parts = [BOOT]
-    for name, text in sources.items():
-        parts += [name[: -len(".py")].replace("/", ".").removesuffix(".__init__"), text]
-    raw = "\0".join(parts).encode()
-    return bz2.compress(raw, 9)
+    ...``. One stream of all the code packs about a tenth smaller than gzip over a zip of files. The order of the
+    modules changes the size a little: the smallest of a few fixed orders (by name either way, by size either
+    way) is kept, so the same sources still give the same bytes."""
+    items = [(name[: -len(".py")].replace("/", ".").removesuffix(".__init__"), text) for name, text in sources.items()]
+    best = b""
+    for order in (items, items[::-1], sorted(items, key=lambda i: len(i[1])), sorted(items, key=lambda i: -len(i[1]))):
+        packed = bz2.compress("\0".join([BOOT] + [part for item in order for part in item]).encode(), 9)
+        if not best or len(packed) < len(best):
+            best = packed
+    return best
 
 
 def unpack_sources(data: bytes) -> dict[str, str]:
@@ -277,7 +395,11 @@ def build_zipapp(role: str | None = None, minify: bool = True) -> bytes:
     if role == "node" and minify:
         code[CLI] = without_help(code[CLI])
     sources = {"kubeseed/__init__.py": ""}
-    sources.update({n: shrink(t) for n, t in prune(code).items()} if minify else code)
+    if minify:
+        code = short_shared_names(prune(code))
+        keep, exported = shared_names_of(code.values()), _exported(code)
+        code = {n: shrink(t, keep, exported.get(n, frozenset())) for n, t in code.items()}
+    sources.update(code)
     packed = pack_sources(sources)
     buf = io.BytesIO()
     buf.write(SHEBANG + packed)  # data before a zip is allowed: zipimport finds the zip from its end

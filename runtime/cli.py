@@ -207,12 +207,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if code == 0 and role.DONE and not args.phase:
             ctx.say(*role.DONE.split("\n"))
         return code
-    except ConfigError as e:
+    except (ConfigError, PhaseError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
-    except PhaseError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(e, ConfigError) else 1
     except ImportError as e:
         name = e.name or "?"
         if name.startswith("kubeseed"):

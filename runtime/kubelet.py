@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import time
+from typing import Optional
 
 from .workflow import Context, PhaseError, write_atomic
 
 CONFIG = "/var/lib/kubelet/config.yaml"
 FLAGS = "/var/lib/kubelet/kubeadm-flags.env"
+# kubeadm's NodeLocalCRISocket (on from v1.34): this machine's CRI socket, where `kubeadm upgrade` reads it
+INSTANCE = "/var/lib/kubelet/instance-config.yaml"
+RESOLVED = "/run/systemd/resolve/resolv.conf"  # exists while systemd-resolved runs
 DROP_IN = "/etc/systemd/system/kubelet.service.d/10-kubeadm.conf"
 DROP_IN_TEXT = """[Service]
 Environment="KUBELET_KUBECONFIG_ARGS=--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf \
@@ -45,12 +50,22 @@ def kubelet_configuration(ctx: Context) -> dict:
     }
 
 
-def config_phase(ctx: Context) -> None:
+def config_phase(ctx: Context, kc: Optional[dict] = None, local_cri: Optional[bool] = None) -> None:
+    """Write config.yaml: ``kc`` (the cluster's KubeletConfiguration; this machine's own without it) with what is
+    this machine's alone, as kubeadm: its CRI socket, also in instance-config.yaml with ``local_cri`` (kubeadm's
+    NodeLocalCRISocket, on from v1.34), and systemd-resolved's resolv.conf when that runs (/etc/resolv.conf's
+    127.0.0.53 would make CoreDNS loop)."""
     import yaml
 
     cfg = ctx.config
     assert cfg is not None
-    write_atomic(ctx.path(CONFIG), yaml.safe_dump(kubelet_configuration(ctx)), 0o644)
+    kc = kc or kubelet_configuration(ctx)
+    cri = kc["containerRuntimeEndpoint"] = cfg.kubelet.container_runtime_endpoint
+    if os.path.exists(ctx.path(RESOLVED)):
+        kc["resolvConf"] = RESOLVED
+    if cfg.version.minor > 33 if local_cri is None else local_cri:
+        write_atomic(ctx.path(INSTANCE), f'containerRuntimeEndpoint: "{cri}"\n', 0o644)
+    write_atomic(ctx.path(CONFIG), yaml.safe_dump(kc), 0o644)
     args = {"container-runtime-endpoint": cfg.kubelet.container_runtime_endpoint, "hostname-override": ctx.name()}
     args.update(cfg.kubelet.extra_args)
     # Escaped twice, for how systemd reads the file back: its EnvironmentFile parser takes \\ and \" inside the

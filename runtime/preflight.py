@@ -135,7 +135,9 @@ def _python(env: Env) -> Result:
     return out
 
 
-def _kubelet(version: Version) -> Callable[[Env], Result]:
+def kubelet_check(version: Version, skew: bool = True) -> Callable[[Env], Result]:
+    """The kubelet is installed and, with ``skew``, of a minor ``version`` allows (a joining node's preflight
+    checks only that it is there: its kubelet-config phase checks it against the cluster's version)."""
     minor = version.minor
 
     def check(env: Env) -> Result:
@@ -143,7 +145,7 @@ def _kubelet(version: Version) -> Callable[[Env], Result]:
         if not path:
             fix = f"Install kubelet v1.{minor} from {K8S_REPO.format(minor)}, then: apt-get install kubelet"
             return [("error", "kubelet not found in system path. " + fix)]
-        if env.root:
+        if env.root or not skew:
             return []
         m = re.search(r"v1\.(\d+)\.\d+", env.version_of(path))
         if not m:
@@ -192,13 +194,13 @@ def _hostname(node_name: str) -> Callable[[Env], Result]:
     return check
 
 
-def checks(version: Version, cri_endpoint: str, node_name: str, extra: List[Check]) -> List[Check]:
+def checks(version: Version, cri_endpoint: str, node_name: str, extra: List[Check], skew: bool = True) -> List[Check]:
     """Every machine's checks for Kubernetes ``version`` (the required binaries changed from 1.30 to 1.33), then
     ``extra``: the role's own."""
     cs: List[Check] = [
         ("IsPrivilegedUser", _privileged),
         ("Python", _python),
-        ("FileExisting-kubelet", _kubelet(version)),
+        ("FileExisting-kubelet", kubelet_check(version, skew)),
         ("CRI", _cri(cri_endpoint)),
     ]
     binaries = [("mount", "error", "mount"), ("nsenter", "error", "util-linux"), ("touch", "warning", "coreutils")]
@@ -242,4 +244,5 @@ def phase(ctx: Context, extra: List[Check], env: Optional[Env] = None) -> None:
     version = cfg.version if cfg else Version(DEFAULT)
     cri = cfg.kubelet.container_runtime_endpoint if cfg else Kubelet.container_runtime_endpoint
     node_name = ctx.node_name or (cfg.node_name if cfg else "")
-    run_checks(ctx, checks(version, cri, node_name, extra), env or Env(ctx.root))
+    skew = not cfg or cfg.role == "master"  # a node's is checked against the cluster's version, once it has it
+    run_checks(ctx, checks(version, cri, node_name, extra, skew), env or Env(ctx.root))

@@ -46,18 +46,11 @@ def parse_pin(pin: str) -> str:
         raise ValueError(f'unknown hash format "{fmt}". Known format(s) are: sha256')
     if len(value) // 2 != 32:
         raise ValueError(f'invalid hash "{pin}", expected a 32 byte SHA-256 hash, found {len(value) // 2} bytes')
-    bad = _go_hex_error(value)
-    if bad:
-        raise ValueError(f'invalid hash "{pin}", could not decode SHA-256 from hex: {bad}')
+    bad = re.search("[^0-9a-fA-F]", value)  # then as Go's hex.DecodeString says it
+    if bad or len(value) % 2:
+        why = f"invalid byte: U+{ord(bad[0]):04X} '{bad[0]}'" if bad else "odd length hex string"
+        raise ValueError(f'invalid hash "{pin}", could not decode SHA-256 from hex: encoding/hex: {why}')
     return "sha256:" + value.lower()
-
-
-def _go_hex_error(s: str) -> str:
-    """The error Go's hex.DecodeString reports for ``s`` ('' when it decodes)."""
-    for c in s:
-        if c not in "0123456789abcdefABCDEF":
-            return f"encoding/hex: invalid byte: U+{ord(c):04X} '{c}'"
-    return "encoding/hex: odd length hex string" if len(s) % 2 else ""
 
 
 def b64url(data: bytes) -> str:

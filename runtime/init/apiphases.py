@@ -115,7 +115,10 @@ def upload_config(ctx: Context) -> None:
 
 
 def mark_control_plane(ctx: Context) -> None:
-    """Label and taint this node as a control-plane node once its kubelet has registered it."""
+    """Label and taint this node as a control-plane node once its kubelet has registered it; before v1.34, annotate
+    it with its CRI socket as kubeadm's upload-config does."""
+    cfg = ctx.config
+    assert cfg is not None
     name = ctx.name()
     labels = {
         "node-role.kubernetes.io/control-plane": "",
@@ -134,7 +137,10 @@ def mark_control_plane(ctx: Context) -> None:
 
         node = api.wait(ctx, f"node {name} to register", registered)
         taints = [t for t in (node.get("spec") or {}).get("taints") or [] if t.get("key") != taint["key"]] + [taint]
-        patch = {"metadata": {"labels": labels}, "spec": {"taints": taints}}
+        patch: Dict[str, Any] = {"metadata": {"labels": labels}, "spec": {"taints": taints}}
+        if cfg.version.minor < 34:  # kubeadm's upgrade reads it there before NodeLocalCRISocket (v1.34)
+            cri = cfg.kubelet.container_runtime_endpoint
+            patch["metadata"]["annotations"] = {"kubeadm.alpha.kubernetes.io/cri-socket": cri}
         status, out = c.call("PATCH", f"/api/v1/nodes/{name}", patch, "application/merge-patch+json")
         if status != 200:
             raise PhaseError(f"cannot label node {name} (HTTP {status}): {out.get('message', '')}")

@@ -12,15 +12,15 @@ if TYPE_CHECKING:
 
 
 def phases() -> List[Phase]:
-    from ..kubelet import config_phase, start_phase
     from .discovery import discovery
+    from .kubelet import kubelet_config, kubelet_start
     from .tlsbootstrap import tls_bootstrap
 
     return [
         Phase("discovery", "Discovering the cluster", discovery),
         Phase("tls-bootstrap", "Bootstrapping certificates", tls_bootstrap),
-        Phase("kubelet-config", "Writing the kubelet configuration", config_phase),
-        Phase("kubelet-start", "Starting the kubelet", start_phase),
+        Phase("kubelet-config", "Writing the cluster's kubelet configuration", kubelet_config),
+        Phase("kubelet-start", "Starting the kubelet", kubelet_start),
     ]
 
 

@@ -13,7 +13,7 @@ from .. import api
 from ..kubeconfig import b64, kubeconfig, read_kubeconfig
 from ..tokens import b64url
 from ..workflow import Context, PhaseError, Timeout, confine, write_atomic
-from .discovery import BOOTSTRAP_CONF, pem_blocks
+from .discovery import BOOTSTRAP_CONF
 
 CSRS = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
 KUBELET_CONF = "/etc/kubernetes/kubelet.conf"
@@ -36,12 +36,13 @@ def tls_bootstrap(ctx: Context) -> None:
     """Node key, a CSR as system:bootstrap:<id>, the signed certificate, kubelet.conf and ca.crt."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    from ..keys import key_pem, load_key, new_key, signed_by, spki
+    from ..keys import key_pem, spki
 
     if os.path.exists(ctx.path(KUBELET_CONF)) and os.path.exists(ctx.path(CURRENT)):
-        ctx.say(f"\t{KUBELET_CONF} and its certificate exist already (from an earlier run)")
+        ctx.say(f"\t{KUBELET_CONF} and its certificate exist (an earlier run made them)")
         _cleanup(ctx)
         return
     try:
@@ -53,9 +54,9 @@ def tls_bootstrap(ctx: Context) -> None:
     keyfile = ctx.path(KEY_TMP)
     if os.path.exists(keyfile):  # a run that was cut off: keep its key, its CSR is still valid
         with open(confine(keyfile), "rb") as kf:
-            key = load_key(kf.read())
+            key = serialization.load_pem_private_key(kf.read(), None)
     else:
-        key = new_key("ECDSA-P256")  # as the kubelet's own TLS bootstrap, whatever the cluster's key algorithm
+        key = ec.generate_private_key(ec.SECP256R1())  # as the kubelet's TLS bootstrap, whatever the cluster's keys
         write_atomic(keyfile, key_pem(key), 0o600)
     usages = ["digital signature", "client auth"]
     cn, orgs = "system:node:" + node, ["system:nodes"]
@@ -63,7 +64,8 @@ def tls_bootstrap(ctx: Context) -> None:
     subject = x509.Name(
         [x509.NameAttribute(NameOID.ORGANIZATION_NAME, orgs[0]), x509.NameAttribute(NameOID.COMMON_NAME, cn)]
     )
-    csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
+    # key is ECDSA P-256: made here, or read back from where it was written (mypy cannot know the type read back)
+    csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())  # type: ignore
     body = {
         "apiVersion": "certificates.k8s.io/v1",
         "kind": "CertificateSigningRequest",
@@ -114,13 +116,11 @@ def tls_bootstrap(ctx: Context) -> None:
             ) from None
     except api.Untrusted as e:
         raise PhaseError(f"the API server at {server} is not the discovered cluster's ({e})") from None
-    if spki(cert) != spki(key):
+    if spki(cert) != spki(key):  # as the kubelet checks (the API server answered over TLS verified by the CA)
         raise PhaseError(f"the certificate issued for {name} is not for this node's key")
-    if not signed_by(cert, x509.load_pem_x509_certificate(pem_blocks(ca)[0])):
-        raise PhaseError(f"the certificate issued for {name} is not signed by the cluster CA")
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d-%H-%M-%S")
     pem_name = f"kubelet-client-{stamp}.pem"
-    write_atomic(ctx.path(f"{PKI_DIR}/{pem_name}"), pem + key_pem(key), 0o600)
+    write_atomic(ctx.path(f"{PKI_DIR}/{pem_name}"), pem + key_pem(key), 0o600)  # type: ignore[arg-type]
     link = ctx.path(CURRENT)  # its directory is confined to the root: the certificate was just written there
     tmp_link = link + ".tmp"
     if os.path.lexists(tmp_link):

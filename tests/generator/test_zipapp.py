@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ast
+import builtins
 import io
 import subprocess
+import symtable
 import sys
 import zipfile
 from pathlib import Path
@@ -17,6 +19,7 @@ from kubeseed.generator.zipapp import (
     prune,
     role_modules,
     runtime_sources,
+    short_shared_names,
     shrink,
     unpack_sources,
 )
@@ -105,3 +108,61 @@ def test_zipapp_runs_help(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     for command in ("preflight", "init", "join", "status"):
         assert command in r.stdout
+
+
+def _unbound_globals(source: str, name: str) -> set[str]:
+    """Names some scope of ``source`` reads as globals that the module never binds and Python does not provide."""
+    top = symtable.symtable(source, name, "exec")
+    bound = {s.get_name() for s in top.get_symbols() if s.is_assigned() or s.is_imported()}
+    bound |= {s.get_name() for s in top.get_symbols() if s.is_namespace()}  # def and class
+    missing, todo = set(), [top]
+    while todo:
+        table = todo.pop()
+        todo += table.get_children()
+        for sym in table.get_symbols():
+            global_read = sym.is_global() or (table is top and sym.is_referenced())
+            if global_read and sym.get_name() not in bound and not hasattr(builtins, sym.get_name()):
+                missing.add(sym.get_name())
+    return missing - {"__file__", "__name__", "__package__", "__loader__", "__spec__", "__builtins__"}
+
+
+@pytest.mark.parametrize("role", ["node", "master", None])
+def test_every_name_a_built_module_reads_is_bound(role: str | None) -> None:
+    """The shortened build (shared names renamed across modules, unused imports dropped) leaves no module reading
+    a name it lacks, and imports only names its source module still defines."""
+    modules = unpack_sources(build_zipapp(role))
+    for name, source in modules.items():
+        assert not _unbound_globals(source, name), name
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                is_package = any(m.startswith(name + ".") for m in modules)
+                base = name.split(".") if is_package else name.split(".")[:-1]
+                base = base[: len(base) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+                if target in modules:
+                    defined = _module_level_names(modules[target])
+                    for alias in node.names:
+                        assert alias.name in defined or f"{target}.{alias.name}" in modules, (name, alias.name)
+
+
+def _module_level_names(source: str) -> set[str]:
+    top = symtable.symtable(source, "m", "exec")
+    return {s.get_name() for s in top.get_symbols() if s.is_assigned() or s.is_imported() or s.is_namespace()}
+
+
+def test_short_shared_names_renames_consistently_and_keeps_what_it_must() -> None:
+    sources = {
+        "kubeseed/a.py": "class Error(Exception): pass\ndef shared_helper(x): return x + 1\n"
+        "def used_by_attribute(): return 2\ndef takes(keyword_name=1): return keyword_name\n",
+        "kubeseed/b.py": "from .a import Error, shared_helper\nfrom . import a\n"
+        "def f():\n    from .a import takes\n"
+        "    return shared_helper(1), a.used_by_attribute(), takes(keyword_name=3)\n",
+    }
+    out = short_shared_names(sources)
+    assert "shared_helper" not in out["kubeseed/a.py"] and "shared_helper" not in out["kubeseed/b.py"]
+    assert "class Error" in out["kubeseed/a.py"]  # class names stay: an unexpected exception shows its type
+    assert "used_by_attribute" in out["kubeseed/a.py"]  # read as an attribute of the module
+    scope: dict = {}
+    exec(out["kubeseed/a.py"], scope)
+    renamed = next(n for n in scope if n.startswith("_") and callable(scope[n]) and n not in ("__builtins__",))
+    assert scope[renamed](1) == 2

@@ -180,11 +180,8 @@ def test_the_whole_flow_init_then_join_then_kubectl(cluster: Cluster, tmp_path: 
     cluster.register_node()
     r = cluster.init()
     assert r.returncode == 0, r.stdout + r.stderr
-    r = kubeseed("render", "node", "demo", "--hostname", WORKER, "-o", "node.yaml", cwd=cluster.base)
-    assert r.returncode == 0, r.stderr
     node_root = tmp_path / "node"
-    pyz = lay_out(cloud_init_files((cluster.base / "node.yaml").read_bytes()), node_root)
-    r = run(pyz, "join", "--root", str(node_root), "--ignore-preflight-errors", "all", "--timeout", "30")
+    r = cluster.join_node(node_root)
     assert r.returncode == 0, r.stdout + r.stderr
     pem = (node_root / "var/lib/kubelet/pki/kubelet-client-current.pem").read_bytes()
     cert = pki.load_cert(pem)

@@ -122,11 +122,15 @@ def test_missing_kubelet_says_how_to_install(node_doc: dict[str, Any]) -> None:
         ("Kubernetes v1.36.0", False),
     ],
 )
-def test_kubelet_version_skew(node_doc: dict[str, Any], found: str, ok: bool) -> None:
-    out, err = run(FakeEnv(kubelet_version=found), node_doc)
+def test_kubelet_version_skew(master_doc: dict[str, Any], node_doc: dict[str, Any], found: str, ok: bool) -> None:
+    """A master's kubelet must suit the version it creates. A node's preflight only asks for a kubelet: which
+    versions suit is the cluster's to say (join's kubelet-config phase checks it against kubeadm-config)."""
+    out, err = run(FakeEnv(kubelet_version=found), master_doc)
     assert (err is None) == ok, out
     if not ok:
         assert "[ERROR FileExisting-kubelet]" in out and "Install kubelet v1.35" in out
+    out, err = run(FakeEnv(kubelet_version=found), node_doc)
+    assert err is None and "FileExisting-kubelet" not in out, out
 
 
 @pytest.mark.parametrize(

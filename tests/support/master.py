@@ -53,11 +53,12 @@ class Cluster:
     """An operator's cluster directory, a master machine that ran init's file phases, and the API server that
     plays its kube-apiserver: serving with the apiserver certificate init wrote, on the endpoint's port."""
 
-    def __init__(self, base: Path, tmpdir: Path | None = None) -> None:
-        """``tmpdir``: the TMPDIR init runs with (default: the test process's)."""
+    def __init__(self, base: Path, tmpdir: Path | None = None, *create_args: str) -> None:
+        """``tmpdir``: the TMPDIR init runs with (default: the test process's); ``create_args``: more flags for
+        ``kubeseed cluster create``."""
         self.base, self.port, self.tmpdir = base, free_port(), tmpdir
         self.env = dict(os.environ, TMPDIR=str(tmpdir)) if tmpdir else None
-        r = kubeseed("cluster", "create", "demo", "--endpoint", f"127.0.0.1:{self.port}", cwd=base)
+        r = kubeseed("cluster", "create", "demo", "--endpoint", f"127.0.0.1:{self.port}", *create_args, cwd=base)
         assert r.returncode == 0, r.stderr
         self.dir = base / "demo"
         (self.dir / "addons").mkdir()
@@ -102,6 +103,14 @@ class Cluster:
             cmd = [sys.executable, str(KILLER), kill[0], str(kill[1]), kill[2], "--", *self.init_args(*args)]
             return subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=self.env)
         return run(self.pyz, *self.init_args(*args), env=self.env)
+
+    def join_node(self, root: Path) -> subprocess.CompletedProcess[str]:
+        """A worker joins this cluster as a user would: its node payload rendered, laid out under ``root``, and
+        the first-boot command run there."""
+        r = kubeseed("render", "node", "demo", "--hostname", WORKER, "-o", "node.yaml", cwd=self.base)
+        assert r.returncode == 0, r.stderr
+        pyz = lay_out(cloud_init_files((self.base / "node.yaml").read_bytes()), root)
+        return run(pyz, "join", "--root", str(root), "--ignore-preflight-errors", "all", "--timeout", "30")
 
     def register_node(self) -> None:
         """What the master's kubelet does once it runs: register its Node object."""
