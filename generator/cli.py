@@ -5,40 +5,50 @@ from __future__ import annotations
 import argparse
 import datetime
 import getpass
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from kubeseed.runtime.config import load_yaml
 
 from . import __version__
+from .args import CLUSTER_HELP, cluster_dir_arg, text_arg, ttl_arg
 from .console import progress, run_command, say, tty
 from .credentials import user_kubeconfig
 from .errors import FieldError, UserError, shown
 from .fsutil import atomic_write, check_output, write_output
 from .imagecli import add_parser as add_image_parser
 from .imagescli import add_parser as add_images_parser
-from .model import DEFAULT, KEY_ALGORITHMS, default_cluster_text, hostname_error, parse_cluster, split_endpoint
+from .model import (
+    DEFAULT,
+    KEY_ALGORITHMS,
+    default_cluster_text,
+    hostname_error,
+    parse_cluster,
+    split_endpoint,
+)
 from .nodeconfig import pick_join_token
 from .passwords import hash_password
 from .plan import ROLES, RUNTIMES, build_plan
 from .platforms import PLATFORMS, check_size
 from .render import FORMATS, gzip_bytes, render
-from .secrets import generate_secrets, load, load_secrets, write_cluster_dir
+from .secrets import ClusterSecrets, generate_secrets, load, write_cluster_dir
 from .seedcli import add_seed_parser
+from .tokencli import KUBECONFIG_HELP, add_token_parser, connect_args, exit_codes, unchanged
 from .tokens import (
     DEFAULT_TTL,
-    find_token,
+    TOKENS_FILE,
     format_time,
-    format_ttl,
-    load_tokens,
-    new_token,
     now_utc,
-    parse_ttl,
-    save_tokens,
+    record_master_payload,
 )
 
+if TYPE_CHECKING:  # the API client is imported by the commands that talk to a cluster, when they run
+    pass
+
+CLUSTER_ROLES = ("view", "edit", "admin", "cluster-admin")  # the user-facing ClusterRoles of every cluster
 CN_MAX = 64  # bytes of a certificate's common name (RFC 5280's ub-common-name)
 DEMO_ENDPOINT = "10.0.0.10:6443"
 # the cluster.yaml field each `cluster create` flag fills: an error in the field names the flag
@@ -50,29 +60,6 @@ CREATE_FLAGS = {
     "networking.podSubnet": "--pod-subnet",
     "networking.serviceSubnet": "--service-subnet",
 }
-
-
-def _text(value: str, what: str) -> str:
-    """``value`` from the command line, if it is one line of UTF-8 text; else a UserError naming ``what``."""
-    if any("\ud800" <= c <= "\udfff" for c in value):  # how Python hands over bytes that are not UTF-8
-        raise UserError(f"{what}: {shown(value)} is not UTF-8 text")
-    if not value.isprintable():
-        raise UserError(f"{what}: {shown(value)} holds control characters or line breaks; give one line of text")
-    return value
-
-
-CLUSTER_HELP = "cluster directory (demo is ./demo)"
-
-
-def _cluster_dir(name: str) -> Path:
-    return Path(_text(name, "CLUSTER"))
-
-
-def _ttl(text: str, flag: str = "--ttl"):
-    try:
-        return parse_ttl(text)
-    except ValueError as e:
-        raise UserError(f"{flag}: {e}") from None
 
 
 def _cluster_text(flags: dict[str, str], *values: str) -> str:
@@ -91,7 +78,7 @@ def _cluster_text(flags: dict[str, str], *values: str) -> str:
 
 
 def cmd_cluster_create(args: argparse.Namespace) -> int:
-    cluster_dir = _cluster_dir(args.cluster)
+    cluster_dir = cluster_dir_arg(args.cluster)
     if cluster_dir.exists():
         raise UserError(
             f"{cluster_dir} already exists; kubeseed never overwrites a cluster. "
@@ -115,7 +102,7 @@ def cmd_cluster_create(args: argparse.Namespace) -> int:
         args.pod_subnet,
         args.service_subnet,
     )
-    secrets = generate_secrets(args.key_algorithm, _ttl(args.token_ttl, "--token-ttl"), progress)
+    secrets = generate_secrets(args.key_algorithm, ttl_arg(args.token_ttl, "--token-ttl"), progress)
     write_cluster_dir(cluster_dir, text, secrets)
     tok = secrets.tokens[0]
     progress(f"Writing {cluster_dir}/ (cluster.yaml, pki/, tokens.yaml)")
@@ -137,7 +124,8 @@ def cmd_render(args: argparse.Namespace) -> int:
         check_output(args.out, "--out")
     if args.hostname is not None and hostname_error(args.hostname):
         raise UserError(f"--hostname: {hostname_error(args.hostname)}")
-    cluster, secrets = load(_cluster_dir(args.cluster))
+    cluster_dir = cluster_dir_arg(args.cluster)
+    cluster, secrets = load(cluster_dir)
     if args.gzip and args.format != "cloud-init":
         raise UserError("--gzip applies to cloud-init user-data; Ignition configs already gzip every file")
     plan = build_plan(cluster, secrets, args.role, args.hostname, args.token, runtime=args.runtime)
@@ -167,72 +155,43 @@ def cmd_render(args: argparse.Namespace) -> int:
         where = "stdout"
     kind = f"{args.format}{', gzip' if args.gzip else ''}"
     print(f"kubeseed: {args.role} payload ({kind}) -> {where}: {report}", file=sys.stderr)
-    if args.role == "node":
+    if args.role == "master":
+        _record_master_payload(cluster_dir, secrets)
+    else:
         tok = pick_join_token(secrets, args.token, now_utc())
         expires = f"expires {format_time(tok.expires)}" if tok.expires else "never expires"
         say(f"kubeseed: it joins with bootstrap token {tok.id} ({expires}; `kubeseed token list {args.cluster}`)")
-    return 0
-
-
-def cmd_token_create(args: argparse.Namespace) -> int:
-    cluster_dir = _cluster_dir(args.cluster)
-    load_secrets(cluster_dir)  # refuse to add a token to something that is not a complete cluster
-    tokens = load_tokens(cluster_dir)
-    usages = [u for u in args.usages.split(",") if u] if args.usages is not None else None
-    groups = [g for g in args.groups.split(",") if g] if args.groups is not None else None
-    description = _text(args.description or "", "--description")
-    tok = new_token(_ttl(args.ttl), description, usages, groups)
-    while any(t.id == tok.id for t in tokens):
-        tok = new_token(_ttl(args.ttl), description, usages, groups)
-    save_tokens(cluster_dir, tokens + [tok])
-    print(tok.token)
-    print(
-        f"token {tok.id} expires {format_time(tok.expires) if tok.expires else 'never'}; render a node with it: "
-        f"kubeseed render node {args.cluster} --token {tok.id}",
-        file=sys.stderr,
-    )
-    return 0
-
-
-def cmd_token_list(args: argparse.Namespace) -> int:
-    tokens = load_tokens(_cluster_dir(args.cluster))
-    now = now_utc()
-    rows = [("TOKEN", "TTL", "EXPIRES", "USAGES", "DESCRIPTION", "EXTRA GROUPS")]
-    for t in tokens:
-        rows.append(
-            (
-                t.token,
-                format_ttl(t, now),
-                format_time(t.expires) if t.expires else "<never>",
-                ",".join(t.usages),
-                t.description or "<none>",
-                ",".join(t.groups),
+        if not tok.cluster:
+            say(
+                f"note: token {tok.id} is in {cluster_dir}/{TOKENS_FILE} only: no master payload rendered so far "
+                "carries it and kubeseed has not seen it on the cluster, so a running cluster does not hold it and "
+                f"this node cannot join until it does. A master payload rendered from now on carries it; on a "
+                f"running cluster, `kubeseed token upload {args.cluster} {tok.id}` creates it (or `kubeseed token "
+                f"create {args.cluster}` makes a new one there, which the next `render node` picks)"
             )
-        )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    for r in rows:
-        print("   ".join(c.ljust(w) for c, w in zip(r, widths)) + "   " + r[-1])
     return 0
 
 
-def cmd_token_delete(args: argparse.Namespace) -> int:
-    cluster_dir = _cluster_dir(args.cluster)
-    tokens = load_tokens(cluster_dir)
-    doomed = {find_token(tokens, ident).id for ident in args.tokens}
-    save_tokens(cluster_dir, [t for t in tokens if t.id not in doomed])
-    for tid in sorted(doomed):
-        print(f'bootstrap token "{tid}" deleted')
-    print(
-        "Payloads already rendered with it still carry it: a master rendered before this keeps accepting it "
-        "until it expires.",
-        file=sys.stderr,
-    )
-    return 0
+def _record_master_payload(cluster_dir: Path, secrets: ClusterSecrets) -> None:
+    """Record in tokens.yaml that a master payload carries the unexpired tokens (render node prefers them)."""
+    try:
+        record_master_payload(cluster_dir, secrets.tokens, now_utc())
+    except OSError as e:  # the payload is written: say what was not recorded, and go on
+        say(f"note: could not record in {cluster_dir}/{TOKENS_FILE} that this payload carries its tokens ({e})")
+
+
+# -- bootstrap tokens on a running cluster ---------------------------------------------------------------------
+
+
+# -- users --------------------------------------------------------------------------------------------------------
 
 
 def cmd_user_create(args: argparse.Namespace) -> int:
-    cluster, secrets = load(_cluster_dir(args.cluster))
-    user = _text(args.user, "NAME")
+    from .clusterapi import NAMESPACE_RE, NotReached, Refused, binding_name, user_binding
+
+    cluster_dir = cluster_dir_arg(args.cluster)
+    cluster, secrets = load(cluster_dir)
+    user = text_arg(args.user, "NAME")
     if not user or any(c in user for c in ",/") or user.startswith("system:"):
         raise UserError(f'NAME: user name {shown(user)} is not allowed (no "system:" prefix, "/" or ",")')
     if len(user.encode()) > CN_MAX:
@@ -240,19 +199,99 @@ def cmd_user_create(args: argparse.Namespace) -> int:
             f"NAME: user name {shown(user)} is {len(user.encode())} bytes; a certificate's common name (the user "
             f"name) holds at most {CN_MAX}"
         )
-    groups = [_text(g, "--group") for g in args.group or []]
+    groups = [text_arg(g, "--group") for g in args.group or []]
+    if args.namespace is not None and not args.clusterrole:
+        raise UserError("--namespace: goes with --clusterrole (the role the user gets in that namespace)")
+    if args.namespace is not None and not NAMESPACE_RE.fullmatch(args.namespace):
+        raise UserError(f"--namespace: {shown(args.namespace)} is not a namespace name (lower case, e.g. dev)")
+    if args.clusterrole and "%" in user:
+        raise UserError(f'NAME: user name {shown(user)} holds "%", which an RBAC binding\'s name cannot; pick another')
+    if args.kubeconfig is not None and not args.clusterrole:
+        raise UserError("--kubeconfig: goes with --clusterrole (the credential that creates the binding)")
     out = args.output if args.output is not None else f"kubeconfig-{user}"
     if check_output(out, "-o") and not args.force:
         raise UserError(f"-o: {shown(out)} already exists; choose another -o FILE or pass --force to replace it")
-    ttl = _ttl(args.ttl)
+    ttl = ttl_arg(args.ttl)
     if ttl is None:
         raise UserError("--ttl: a user certificate needs a lifetime, e.g. 8760h")
-    text = user_kubeconfig(cluster, secrets, user, groups, ttl / datetime.timedelta(days=1))
-    write_output(out, text, 0o600, "-o")
-    print(
-        f'Wrote {out}: user "{user}", groups {",".join(groups) or "none"}, valid {args.ttl}, server '
-        f"https://{cluster.control_plane_endpoint}\n  kubectl --kubeconfig {out} get nodes"
-    )
+    api = connect_args(args, cluster, secrets) if args.clusterrole else None  # a bad --kubeconfig: nothing written
+    try:
+        text = user_kubeconfig(cluster, secrets, user, groups, ttl / datetime.timedelta(days=1))
+        write_output(out, text, 0o600, "-o")
+        print(
+            f'Wrote {out}: user "{user}", groups {",".join(groups) or "none"}, valid {args.ttl}, server '
+            f"https://{cluster.control_plane_endpoint}\n  kubectl --kubeconfig {out} get nodes"
+        )
+        if api is None:
+            return 0
+        obj = user_binding(user, args.clusterrole, args.namespace or "")
+        where = f" in namespace {args.namespace}" if args.namespace else ""
+        try:
+            status = api.apply(obj)
+        except (NotReached, Refused) as e:
+            name = binding_name(user, args.clusterrole)
+            if args.namespace:
+                command = ["kubectl", "-n", args.namespace, "create", "rolebinding", name]
+            else:
+                command = ["kubectl", "create", "clusterrolebinding", name]
+            command += [f"--clusterrole={args.clusterrole}", f"--user={user}"]
+            kept = f"{out} is written; {user} can do nothing on the cluster until a binding grants a role."
+            return unchanged(e, kept, [shlex.join(command)])
+        done = "created" if status == 201 else "already there (brought to this content)"
+        say(
+            f"{obj['kind']} {obj['metadata']['name']}{where}: user {user} has ClusterRole {args.clusterrole}; "
+            f"{done}, on the cluster at {api.server}"
+        )
+        return 0
+    finally:
+        if api is not None:
+            api.close()
+
+
+# -- the cluster directory ------------------------------------------------------------------------------------------
+
+
+def cmd_cluster_pin(args: argparse.Namespace) -> int:
+    _, secrets = load(cluster_dir_arg(args.cluster))
+    print(secrets.ca_pin)
+    return 0
+
+
+def _ca_not_after(secrets: ClusterSecrets) -> datetime.datetime:
+    cert = secrets.ca_cert
+    utc = getattr(cert, "not_valid_after_utc", None)  # cryptography >= 42; older ones give naive UTC
+    return utc if utc is not None else cert.not_valid_after.replace(tzinfo=datetime.timezone.utc)
+
+
+def cmd_cluster_show(args: argparse.Namespace) -> int:
+    cluster_dir = cluster_dir_arg(args.cluster)
+    cluster, secrets = load(cluster_dir)
+    now = now_utc()
+    live = [t for t in secrets.tokens if not t.expired(now)]
+    expiring = sorted((t for t in live if t.expires), key=lambda t: t.expires or now)
+    net = cluster.networking
+    tokens = f"{len(live)} unexpired"
+    tokens += f" ({sum(1 for t in live if t.cluster)} recorded on the cluster)" if live else ""
+    tokens += f", {len(secrets.tokens) - len(live)} expired" if len(secrets.tokens) > len(live) else ""
+    if expiring:
+        tokens += f"; next expiry {format_time(expiring[0].expires or now)} (token {expiring[0].id})"
+    rows = [
+        ("name", cluster.name),
+        ("directory", f"{cluster_dir}/"),
+        ("endpoint", cluster.control_plane_endpoint),
+        ("kubernetes version", cluster.kubernetes_version),
+        ("key algorithm", cluster.key_algorithm),
+        ("image repository", cluster.image_repository),
+        ("pod subnet", net.pod_subnet),
+        ("service subnet", net.service_subnet),
+        ("dns domain", net.dns_domain),
+        ("CA pin", secrets.ca_pin),
+        ("CA valid until", format_time(_ca_not_after(secrets))),
+        ("bootstrap tokens", tokens),
+    ]
+    width = max(len(k) for k, _ in rows) + 1
+    for key, value in rows:
+        print(f"{key + ':':<{width}} {value}")
     return 0
 
 
@@ -297,6 +336,8 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
             if fmt == "cloud-init":
                 atomic_write(base / f"{role}.yaml.gz", gzip_bytes(data), 0o600)
         progress(f"Rendering {role} payloads")
+        if role == "master":
+            _record_master_payload(cluster_dir, secrets)
     kubeconfig = base / "kubeconfig-admin"
     if not kubeconfig.exists():
         atomic_write(kubeconfig, user_kubeconfig(cluster, secrets, "admin", ["kubeadm:cluster-admins"], 365), 0o600)
@@ -320,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"kubeseed {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    cl = sub.add_parser("cluster", help="create a cluster directory (CAs, keys, a bootstrap token)")
+    cl = sub.add_parser("cluster", help="create a cluster directory (CAs, keys, a bootstrap token); show it")
     clsub = cl.add_subparsers(dest="action", metavar="ACTION", required=True)
     cc = clsub.add_parser("create", help="create CLUSTER (a directory) with its CAs, keys and a bootstrap token")
     cc.add_argument("cluster", metavar="CLUSTER", help="cluster directory to create (demo is ./demo)")
@@ -334,6 +375,17 @@ def build_parser() -> argparse.ArgumentParser:
     cc.add_argument("--service-subnet", "--service-cidr", default="10.96.0.0/12", help="service IP range")
     cc.add_argument("--token-ttl", default="24h", help="lifetime of the first bootstrap token (0 = never expires)")
     cc.set_defaults(func=cmd_cluster_create)
+    cp = clsub.add_parser(
+        "pin",
+        help="print the CA pin (sha256:...), alone, for --discovery-token-ca-cert-hash",
+        description="Print CLUSTER's CA pin on stdout, alone: what kubeadm join's --discovery-token-ca-cert-hash "
+        "takes (e.g. PIN=$(kubeseed cluster pin demo)).",
+    )
+    cp.add_argument("cluster", metavar="CLUSTER", help=CLUSTER_HELP)
+    cp.set_defaults(func=cmd_cluster_pin)
+    cs = clsub.add_parser("show", help="print the cluster's essentials: endpoint, version, subnets, CA pin, tokens")
+    cs.add_argument("cluster", metavar="CLUSTER", help=CLUSTER_HELP)
+    cs.set_defaults(func=cmd_cluster_show)
 
     r = sub.add_parser("render", help="render a master or node payload")
     r.add_argument("role", choices=ROLES, help="master (control plane, holds the CA keys) or node (worker)")
@@ -357,32 +409,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.set_defaults(func=cmd_render)
 
-    t = sub.add_parser("token", help="manage bootstrap tokens (like kubeadm token)")
-    tsub = t.add_subparsers(dest="action", metavar="ACTION", required=True)
-    tc = tsub.add_parser("create", help="create a bootstrap token and print it")
-    tc.add_argument("cluster", metavar="CLUSTER", help=CLUSTER_HELP)
-    tc.add_argument("--ttl", default="24h", help="lifetime, e.g. 24h, 1h30m (0 = never expires)")
-    tc.add_argument("--description", help="free text shown by token list")
-    tc.add_argument("--usages", help="comma-separated: signing,authentication (default both)")
-    tc.add_argument("--groups", help="extra groups (default system:bootstrappers:kubeadm:default-node-token)")
-    tc.set_defaults(func=cmd_token_create)
-    tl = tsub.add_parser("list", help="list bootstrap tokens")
-    tl.add_argument("cluster", metavar="CLUSTER", help=CLUSTER_HELP)
-    tl.set_defaults(func=cmd_token_list)
-    td = tsub.add_parser("delete", help="delete bootstrap tokens by id or whole token")
-    td.add_argument("cluster", metavar="CLUSTER", help=CLUSTER_HELP)
-    td.add_argument("tokens", nargs="+", metavar="TOKEN", help="token id or whole token; several allowed")
-    td.set_defaults(func=cmd_token_delete)
+    add_token_parser(sub)
 
     u = sub.add_parser("user", help="kubectl credentials for people")
     usub = u.add_subparsers(dest="action", metavar="ACTION", required=True)
-    uc = usub.add_parser("create", help="write a kubeconfig with a client certificate signed by the cluster CA")
+    uc = usub.add_parser(
+        "create",
+        help="write a kubeconfig with a client certificate signed by the cluster CA (and bind it a role)",
+        description="Write a kubeconfig for NAME (certificate CN=NAME, O=each --group) signed by CLUSTER's CA. "
+        "With --clusterrole, also bind NAME to that ClusterRole on the running cluster (ClusterRoleBinding "
+        "kubeseed:NAME:ROLE, or with --namespace a RoleBinding of that name there), through the API as kubeseed's "
+        "own admin or --kubeconfig's user; safe to repeat. " + exit_codes("the kubeconfig was written"),
+    )
     uc.add_argument("cluster", metavar="CLUSTER", help=CLUSTER_HELP)
     uc.add_argument("user", metavar="NAME", help="user name (the certificate's CN)")
     uc.add_argument("--group", action="append", help="group (certificate O); repeatable")
     uc.add_argument("-o", "--output", help="kubeconfig file to write (default: kubeconfig-NAME)")
     uc.add_argument("--ttl", default="8760h", help="certificate lifetime, e.g. 2h or 1h30m (8760h = 1 year)")
     uc.add_argument("--force", action="store_true", help="replace an existing output file")
+    uc.add_argument(
+        "--clusterrole",
+        choices=CLUSTER_ROLES,
+        help="bind NAME to this ClusterRole on the cluster (view: read most objects; edit: change them; admin: "
+        "also roles in a namespace; cluster-admin: everything)",
+    )
+    uc.add_argument("--namespace", help="with --clusterrole: grant it in this namespace only (a RoleBinding)")
+    uc.add_argument("--kubeconfig", metavar="FILE", help=KUBECONFIG_HELP.replace("talk to", "bind on"))
     uc.set_defaults(func=cmd_user_create)
 
     hp = sub.add_parser("hash-password", help="read a password (prompt or stdin) and print a hash for passwordHash")

@@ -20,7 +20,9 @@ from .tokens import BootstrapToken, find_token, now_utc
 
 
 def pick_join_token(secrets: ClusterSecrets, token_id: str | None, now: datetime.datetime) -> BootstrapToken:
-    """The token a node payload carries: the one asked for, else the newest usable one. Never an expired one."""
+    """The token a node payload carries: the one asked for, else the newest usable one that tokens.yaml records
+    on the cluster (a master payload carries it, or its Secret was made or seen through the API), else the newest
+    usable one. Never an expired one."""
     if token_id:
         tok = find_token(secrets.tokens, token_id)
         if tok.expired(now):
@@ -31,7 +33,7 @@ def pick_join_token(secrets: ClusterSecrets, token_id: str | None, now: datetime
     usable = [t for t in secrets.tokens if t.usable_for_join(now)]
     if not usable:
         raise UserError("no unexpired bootstrap token for nodes; create one with `kubeseed token create CLUSTER`")
-    return usable[-1]
+    return ([t for t in usable if t.cluster] or usable)[-1]
 
 
 def addon_paths(cluster: Cluster) -> list[str]:

@@ -20,6 +20,7 @@ from .plan import RUNTIMES
 from .secrets import load
 from .seednet import NAME_GLOB
 from .seeds import KINDS, LABELS, SEED_FILES, Seed, build_seeds
+from .tokens import now_utc, record_master_payload
 
 
 def _write_new(path: Path, data: bytes) -> None:
@@ -140,6 +141,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
             )
     if any(s.host.role == "master" for s in seeds):
         print("The master's seed holds the cluster's CA keys: hand it only to that machine.", file=sys.stderr)
+        record_master_payload(Path(args.cluster), secrets.tokens, now_utc())  # its init creates their Secrets
     return 0
 
 

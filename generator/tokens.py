@@ -23,6 +23,11 @@ USAGES = ("signing", "authentication")
 DEFAULT_GROUP = "system:bootstrappers:kubeadm:default-node-token"
 GROUP_RE = re.compile(r"system:bootstrappers:[a-z0-9:-]{0,255}[a-z0-9]")
 DEFAULT_TTL = datetime.timedelta(hours=24)
+# How the running cluster learns a token, as tokens.yaml records it (its optional ``cluster`` field); a token
+# without one is in tokens.yaml only, as far as kubeseed knows.
+MASTER_PAYLOAD = "master-payload"  # a rendered master payload carries it: init creates its Secret at first boot
+VIA_API = "api"  # kubeseed created its Secret through the cluster's API, or `token list` found it there
+CLUSTER_RECORDS = (MASTER_PAYLOAD, VIA_API)
 MAX_TTL_HOURS = 876_000  # 100 years: longer ones overflow Python's dates (and outlive any certificate)
 _DURATION = re.compile(r"(?:([0-9]{1,18})h)?(?:([0-9]{1,18})m)?(?:([0-9]{1,18})s)?")
 
@@ -62,6 +67,7 @@ class BootstrapToken:
     expires: datetime.datetime | None = None
     usages: list[str] = field(default_factory=lambda: list(USAGES))
     groups: list[str] = field(default_factory=lambda: [DEFAULT_GROUP])
+    cluster: str = ""  # how the cluster learns it (MASTER_PAYLOAD, VIA_API), "" for tokens.yaml only
 
     @property
     def id(self) -> str:
@@ -74,6 +80,7 @@ class BootstrapToken:
         return not self.expired(now) and set(USAGES) <= set(self.usages)
 
     def to_dict(self) -> dict[str, Any]:
+        """The token as a master's node config carries it (the runtime's bootstrapTokens fields, nothing more)."""
         return {
             "token": self.token,
             "description": self.description,
@@ -135,7 +142,12 @@ def _parse_entry(item: Any, source: str, path: str) -> BootstrapToken:
     description = item.get("description") or ""
     if not isinstance(description, str):
         raise FieldError(source, f"{path}.description", "must be a string")
-    return BootstrapToken(token, description, exp, list(usages), list(groups))
+    cluster = item.get("cluster") or ""  # absent in tokens.yaml files written before it was recorded
+    if cluster and cluster not in CLUSTER_RECORDS:
+        raise FieldError(
+            source, f"{path}.cluster", f"{shown(cluster)} is not one of {', '.join(CLUSTER_RECORDS)}; delete the line"
+        )
+    return BootstrapToken(token, description, exp, list(usages), list(groups), cluster)
 
 
 def load_tokens(cluster_dir: Path) -> list[BootstrapToken]:
@@ -155,10 +167,25 @@ def load_tokens(cluster_dir: Path) -> list[BootstrapToken]:
 
 
 def save_tokens(cluster_dir: Path, tokens: list[BootstrapToken]) -> None:
-    text = "# Bootstrap tokens (kubeadm format). Secrets: keep this file private (0600).\n" + yaml.safe_dump(
-        {"tokens": [t.to_dict() for t in tokens]}, sort_keys=False, default_flow_style=False
-    )
+    entries = [{**t.to_dict(), **({"cluster": t.cluster} if t.cluster else {})} for t in tokens]
+    text = (
+        "# Bootstrap tokens (kubeadm format). Secrets: keep this file private (0600).\n"
+        "# cluster: how the running cluster learns a token: master-payload (a rendered master payload carries it;\n"
+        "# init creates its Secret) or api (kubeseed created its Secret through the API, or token list saw it).\n"
+        "# No cluster field: the token is in this file only.\n"
+    ) + yaml.safe_dump({"tokens": entries}, sort_keys=False, default_flow_style=False)
     atomic_write(cluster_dir / TOKENS_FILE, text, 0o600)
+
+
+def record_master_payload(cluster_dir: Path, tokens: list[BootstrapToken], now: datetime.datetime) -> bool:
+    """Record in tokens.yaml that a master payload now carries every unexpired token not yet recorded on the
+    cluster (its init creates their Secrets). True when tokens.yaml changed."""
+    changed = [t for t in tokens if not t.expired(now) and not t.cluster]
+    for t in changed:
+        t.cluster = MASTER_PAYLOAD
+    if changed:
+        save_tokens(cluster_dir, tokens)
+    return bool(changed)
 
 
 def find_token(tokens: list[BootstrapToken], ident: str) -> BootstrapToken:

@@ -34,28 +34,17 @@ KINDS = {
 }
 
 
-class Client:
-    """The API server at the kubeconfig's server, as that kubeconfig's user (client certificate)."""
+class KeyFiles:
+    """Paths the ssl module can load a client certificate and key from, with no key material on any disk and none
+    left behind even by a killed process: anonymous in-memory files (memfd), open until close(), read through
+    /proc/self/fd. Without memfd or /proc (not Linux): 0600 files in ``fallback_dir``, removed by close()."""
 
-    def __init__(self, ctx: Context, conf: str) -> None:
-        with open(ctx.path(f"/etc/kubernetes/{conf}")) as f:
-            self.server, self.ca, creds = read_kubeconfig(f.read(), conf)
-        self.ctx = ctx
+    def __init__(self, fallback_dir: str) -> None:
+        self.fallback_dir = fallback_dir
         self.fds: List[int] = []
         self.files: List[str] = []
-        try:
-            crt, key = (self._file(base64.b64decode(creds[k])) for k in ("client-certificate-data", "client-key-data"))
-        except BaseException:
-            self.close()
-            raise
-        self.cert = (crt, key)  # what api.call loads the client certificate from
-        self.found: Dict[Tuple[str, str], Tuple[str, bool]] = {}
 
-    def _file(self, data: bytes) -> str:
-        """A path the ssl module can load ``data`` (the admin's certificate or key) from, with no key material on
-        any disk, and none left behind even by a killed run: an anonymous in-memory file (memfd), open until
-        close(), read through /proc/self/fd. Without memfd or /proc: a 0600 file beside the kubeconfig (inside the
-        root, which holds the same key already), removed by close()."""
+    def add(self, data: bytes) -> str:
         try:
             fd = os.memfd_create("kubeseed-client", os.MFD_CLOEXEC)
             self.fds.append(fd)
@@ -66,11 +55,19 @@ class Client:
                 return f"/proc/self/fd/{fd}"
         except (AttributeError, OSError):  # no os.memfd_create (not Linux), or the kernel refuses it
             pass
-        fd, path = tempfile.mkstemp(dir=confine(self.ctx.path("/etc/kubernetes")), prefix=".client-")
+        fd, path = tempfile.mkstemp(dir=self.fallback_dir, prefix=".client-")
         self.files.append(path)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         return path
+
+    def pair(self, cert_pem: bytes, key_pem: bytes) -> Tuple[str, str]:
+        """(certificate path, key path), as api.call takes them; nothing is left open if either fails."""
+        try:
+            return self.add(cert_pem), self.add(key_pem)
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
         for fd in self.fds:
@@ -81,6 +78,23 @@ class Client:
             except FileNotFoundError:
                 pass
         self.fds, self.files = [], []
+
+
+class Client:
+    """The API server at the kubeconfig's server, as that kubeconfig's user (client certificate)."""
+
+    def __init__(self, ctx: Context, conf: str) -> None:
+        with open(ctx.path(f"/etc/kubernetes/{conf}")) as f:
+            self.server, self.ca, creds = read_kubeconfig(f.read(), conf)
+        self.ctx = ctx
+        # without memfd: beside the kubeconfig (inside the root, which holds the same key already)
+        self.keys = KeyFiles(confine(ctx.path("/etc/kubernetes")))
+        pems = [base64.b64decode(creds[k]) for k in ("client-certificate-data", "client-key-data")]
+        self.cert = self.keys.pair(*pems)  # what api.call loads the client certificate from
+        self.found: Dict[Tuple[str, str], Tuple[str, bool]] = {}
+
+    def close(self) -> None:
+        self.keys.close()
 
     def call(self, method: str, path: str, body: Any = None, content_type: str = "application/json") -> Tuple[int, Any]:
         """One request, retried while the server is unreachable or answers 5xx (it may still be settling)."""

@@ -95,7 +95,8 @@ class FakeAPIServer:
     ``approval_delay`` for the CSR approver, ``cluster_info_override`` (replaces the served cluster-info data)
     and ``second_fetch_override`` (the kubeconfig served from the second cluster-info GET on). Records:
     ``requests`` (method, path, user, status of each request), ``csrs`` (CSRRecord by name),
-    ``cluster_info_fetches``. Options, keyword-only:
+    ``cluster_info_fetches``. ``static_tokens`` (bearer token -> (user, groups)) plays ``--token-auth-file``.
+    Options, keyword-only:
 
     * ``port``: the port to listen on (default: a free one); ``endpoint`` is ``host:port`` once started.
     * ``serving_cert``: PEM (cert, key) to serve with; default a fresh one from ``server_ca`` or the cluster CA.
@@ -144,6 +145,8 @@ class FakeAPIServer:
         self.cluster_info_override: dict | None = None
         self.second_fetch_override: str | None = None
         self.csr_create_status = 201  # what a CSR create answers (some proxies say 200)
+        # --token-auth-file's stand-in: bearer token -> (user, groups); empty unless a test adds some
+        self.static_tokens: dict[str, tuple[str, list[str]]] = {}
         self.requests: list[dict] = []
         self.csrs: dict[str, CSRRecord] = {}
         self.cluster_info_fetches = 0
@@ -304,6 +307,9 @@ class FakeAPIServer:
         parts = (authorization or "").strip().split(" ", 2)
         if len(parts) < 2 or parts[0].lower() != "bearer" or not parts[1]:
             return ANONYMOUS
+        static = self.static_tokens.get(parts[1])
+        if static is not None:  # the token authenticator of --token-auth-file
+            return Identity(static[0], tuple(dict.fromkeys([*static[1], "system:authenticated"])))
         m = TOKEN_RE.fullmatch(parts[1])
         if m is None:
             return None
