@@ -14,7 +14,7 @@ from pathlib import Path
 import python_minifier
 
 import kubeseed.runtime
-from kubeseed.runtime.cli import COMMANDS
+from kubeseed.runtime.cli import COMMANDS, DAY2
 
 SHEBANG = b"#!/usr/bin/env python3\n"
 # Layout: shebang, the packed stream, then a zip holding only __main__.py. The stream is bzip2 (smaller than LZMA
@@ -102,6 +102,8 @@ def role_modules(role: str) -> list[str]:
     imports by name), with every package above each module. Computed, never listed by hand."""
     modules = _modules()
     todo = [PACKAGE, f"{PACKAGE}.cli", f"{PACKAGE}.{COMMANDS[role]}"]
+    if role != "node":  # the node's first-boot runtime is built without the day-2 commands (without_day2)
+        todo += [f"{PACKAGE}.{module}" for module in DAY2.values()]
     seen: set[str] = set()
     while todo:
         name = todo.pop()
@@ -387,13 +389,41 @@ def without_help(source: str) -> str:
     return ast.unparse(tree)
 
 
+def without_day2(source: str) -> str:
+    """The CLI without the day-2 commands: every statement that names DAY2 itself (its definition, the loop that
+    adds their parsers, the branch that runs them), not the blocks around them. For the node's first-boot runtime
+    only, which must fit EC2's user-data: a node's day-2 work is its kubelet's (it renews its own certificate)."""
+    tree = ast.parse(source)
+    blocks = ("body", "orelse", "finalbody", "handlers")
+
+    def names_day2(stmt: ast.stmt) -> bool:  # in the statement's own parts, not in the blocks it holds
+        own = [value for field, value in ast.iter_fields(stmt) if field not in blocks]
+        return any(
+            isinstance(n, ast.Name) and n.id == "DAY2"
+            for value in own
+            for part in (value if isinstance(value, list) else [value])
+            if isinstance(part, ast.AST)
+            for n in ast.walk(part)
+        )
+
+    for node in ast.walk(tree):
+        for field in ("body", "orelse", "finalbody"):
+            body = getattr(node, field, None)
+            if isinstance(body, list) and body and isinstance(body[0], ast.stmt):
+                kept = [stmt for stmt in body if not names_day2(stmt)]
+                body[:] = kept or [ast.Pass()]
+    return ast.unparse(tree)
+
+
 @lru_cache(maxsize=8)
 def build_zipapp(role: str | None = None, minify: bool = True) -> bytes:
     """The runtime as an executable zip (``python3 kubeseed-runtime.pyz --help``), for ``role`` or complete:
     the modules packed with bzip2, and a one-line ``__main__.py`` that runs them."""
     code = runtime_sources(role)
-    if role == "node" and minify:
-        code[CLI] = without_help(code[CLI])
+    if role == "node":
+        code[CLI] = without_day2(code[CLI])
+        if minify:
+            code[CLI] = without_help(code[CLI])
     sources = {"kubeseed/__init__.py": ""}
     if minify:
         code = short_shared_names(prune(code))

@@ -15,6 +15,10 @@ from .workflow import Context, Phase, PhaseError, run, status
 
 VERSION = "0.1.0"
 COMMANDS = {"master": "init", "node": "join"}  # each role's command is its package: runtime/init, runtime/join
+# Day-2 commands: command -> module (under kubeseed.runtime) with add_parser(sub, common) and run(args) -> int. A
+# master's payload and the full runtime carry them; a node's first-boot runtime is built without what reads DAY2
+# (generator/zipapp.py): its payload must fit EC2's user-data, and a node's kubelet renews its own certificate.
+DAY2 = {"certs": "init.certcmd"}
 
 
 def load_role(role: str) -> Any:
@@ -82,6 +86,8 @@ def _parser() -> argparse.ArgumentParser:
             )
     st = sub.add_parser("status", help="show each phase's result, duration and, for a failed one, the fix")
     st.add_argument("--root", default="", metavar="DIR")
+    for module in DAY2.values():
+        import_module(f"{__package__}.{module}").add_parser(sub)
     return p
 
 
@@ -156,7 +162,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     try:
         if args.command == "status":
-            return status(Context("status", None, args.root))
+            ctx = Context("status", None, args.root)
+            code = status(ctx)
+            for module in DAY2.values():  # a master's also says when its certificates are renewed next
+                import_module(f"{__package__}.{module}").status(ctx)
+            return code
+        if args.command in DAY2:
+            return import_module(f"{__package__}.{DAY2[args.command]}").run(args)
         flags: Dict[str, str] = {}
         role, doc, path = _role_and_doc(args, flags)
         _override(

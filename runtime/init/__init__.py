@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 def phases() -> List[Phase]:
-    from . import addons, apiphases, certs, kubeconfigs, staticpods
+    from . import addons, apiphases, certcmd, certs, kubeconfigs, staticpods
 
     return [
         Phase("certs", "Generating certificates", certs.certs),
@@ -37,6 +37,7 @@ def phases() -> List[Phase]:
             "kubelet-finalize", "Pointing kubelet.conf at the rotated client certificate", kubeconfigs.kubelet_finalize
         ),
         Phase("addon", "Installing add-ons", addons.addon),
+        Phase("certs-timer", "Installing the certificate renewal timer", certcmd.install_timer),
         Phase("show-join-command", "Printing the join command", apiphases.show_join_command),
     ]
 

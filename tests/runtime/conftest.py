@@ -11,6 +11,7 @@ import pytest
 from kubeseed.generator.nodeconfig import node_config, to_doc
 from kubeseed.generator.secrets import load
 from tests.support.apiserver import FakeAPIServer
+from tests.support.etcd import running_etcd
 from tests.support.join import server_tokens
 
 
@@ -52,3 +53,11 @@ def api(cluster: Path) -> Iterator[FakeAPIServer]:
         (cluster / "pki/ca.crt").read_bytes(), (cluster / "pki/ca.key").read_bytes(), server_tokens(cluster)
     ) as server:
         yield server
+
+
+@pytest.fixture
+def etcd(master: Path, tmp_path: Path) -> Iterator[Path]:
+    """A real etcd started from the ``master`` fixture's manifest and certificates (the test module's master);
+    its log file."""
+    with running_etcd(master, tmp_path) as log:
+        yield log

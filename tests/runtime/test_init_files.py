@@ -5,14 +5,9 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +19,12 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from kubeseed.generator.zipapp import build_zipapp
 from kubeseed.runtime.init.versions import ControlPlaneVersion
 from tests.support.clientcert_server import kubectl, serve
+from tests.support.etcd import etcdctl, wait_healthy
 from tests.support.helpers import cloud_init_files, kubeseed, lay_out, need_tool, venv_tool
 from tests.support.master import MASTER, make_master
 
 KILLER = Path(__file__).with_name("killer.py")
-FILE_PHASES = ["preflight", "certs", "kubeconfig", "etcd", "control-plane", "kubelet-start"]
+FILE_PHASES = ["preflight", "certs", "kubeconfig", "etcd", "control-plane", "kubelet-start", "certs-timer"]
 API_PHASES = (
     "wait-control-plane,upload-config,mark-control-plane,bootstrap-token,kubelet-finalize,addon,show-join-command"
 )
@@ -274,70 +270,9 @@ def test_kubelet_on_the_master(master: Path) -> None:
 
 # --- etcd, for real ------------------------------------------------------------------------------------------
 
-TLS_FLAGS = {
-    "cert-file",
-    "key-file",
-    "trusted-ca-file",
-    "client-cert-auth",
-    "peer-cert-file",
-    "peer-key-file",
-    "peer-trusted-ca-file",
-    "peer-client-cert-auth",
-}
-URL_FLAGS = {
-    "name",
-    "data-dir",
-    "listen-client-urls",
-    "advertise-client-urls",
-    "listen-peer-urls",
-    "initial-advertise-peer-urls",
-    "initial-cluster",
-    "listen-metrics-urls",
-    "snapshot-count",
-}
-
-
-@pytest.fixture
-def etcd(master: Path, tmp_path: Path) -> Iterator[Path]:
-    """Debian's etcd started with the manifest's TLS, URL and identity flags, paths moved under --root.
-    (Debian ships etcd 3.4; the manifest's other flags are for the 3.5/3.6 images and stay out.)"""
-    binary = need_tool("etcd", install="apt-get install etcd-server")
-    for port in (2379, 2380, 2381):
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                pytest.fail(f"port {port} is taken: something else runs etcd here")
-    args = []
-    for key, value in flags(manifest(master, "etcd")).items():
-        if key in TLS_FLAGS | URL_FLAGS:
-            value = value.replace("/etc/kubernetes/pki", str(master / PKI))
-            value = value.replace("/var/lib/etcd", str(tmp_path / "etcd-data"))
-            args.append(f"--{key}={value}")
-    proc = subprocess.Popen([binary, *args], stdout=subprocess.DEVNULL, stderr=open(tmp_path / "etcd.log", "wb"))
-    try:
-        yield tmp_path / "etcd.log"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
-
-
-def etcdctl(master: Path, *args: str, client: str | None = "apiserver-etcd-client") -> subprocess.CompletedProcess[str]:
-    binary = need_tool("etcdctl", install="apt-get install etcd-client")
-    tls = ["--cacert", str(master / PKI / "etcd/ca.crt")]
-    if client:
-        tls += ["--cert", str(master / PKI / f"{client}.crt"), "--key", str(master / PKI / f"{client}.key")]
-    cmd = [binary, "--endpoints", "https://127.0.0.1:2379", "--dial-timeout", "3s", *tls, *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, env={**os.environ, "ETCDCTL_API": "3"})
-
 
 def test_real_etcd_with_the_generated_certificates(master: Path, etcd: Path) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        r = etcdctl(master, "endpoint", "health")
-        if r.returncode == 0 or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    assert r.returncode == 0, r.stdout + r.stderr + etcd.read_text()[-2000:]
-    assert "is healthy" in r.stdout + r.stderr
+    wait_healthy(master, etcd)
     assert etcdctl(master, "put", "/registry/kubeseed", "ok").returncode == 0
     assert (
         etcdctl(master, "get", "/registry/kubeseed", client="etcd/healthcheck-client").stdout.splitlines()[-1] == "ok"

@@ -162,7 +162,7 @@ def test_kubelet_finalize_resumes_in_order(master: Path) -> None:
         "client-key": PEM,
     }
     again = init(master, "--skip-phases", API_PHASES.replace("kubelet-finalize,", ""))
-    assert again.returncode == 0 and again.stdout.count("already done, skipping") == 7, again.stdout
+    assert again.returncode == 0 and again.stdout.count("already done, skipping") == 8, again.stdout
 
 
 def test_kubelet_finalize_without_the_certificate_changes_nothing(master: Path) -> None:

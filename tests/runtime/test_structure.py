@@ -47,6 +47,7 @@ def test_each_role_package_exports_the_interface() -> None:
         "bootstrap-token",
         "kubelet-finalize",
         "addon",
+        "certs-timer",
         "show-join-command",
     ]
     assert [p.name for p in join.phases()] == ["discovery", "tls-bootstrap", "kubelet-config", "kubelet-start"]

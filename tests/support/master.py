@@ -49,6 +49,14 @@ def make_master(base: Path, *create_args: str, endpoint: str = "10.0.0.10:6443")
     return root
 
 
+def init_file_phases(root: Path, advertise: str = "127.0.0.2") -> None:
+    """init's phases that need no API server, under --root (``advertise``: a loopback address for a real etcd)."""
+    pyz = root / "opt/kubeseed/kubeseed-runtime.pyz"
+    args = ["init", "--root", str(root), "--ignore-preflight-errors", "all", "--advertise-address", advertise]
+    r = run(pyz, *args, "--skip-phases", API_PHASES)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
 class Cluster:
     """An operator's cluster directory, a master machine that ran init's file phases, and the API server that
     plays its kube-apiserver: serving with the apiserver certificate init wrote, on the endpoint's port."""
