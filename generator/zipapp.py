@@ -243,6 +243,120 @@ def short_shared_names(sources: dict[str, str]) -> dict[str, str]:
     return out
 
 
+def short_attribute_names(sources: dict[str, str]) -> dict[str, str]:
+    """``sources`` (one build's modules) with the attributes kubeseed's own classes define (dataclass fields,
+    methods, ``self.x``) given three-character names (``_qa``, ``_qb``, ...), where that is safe by construction:
+    only names no imported module or class (nor its classes), no built-in type, no argparse destination, no string
+    constant, no parameter and no keyword of another callable also has or uses. Every ``x.name`` is renamed, and
+    a dataclass's keywords where its class is called by name."""
+    trees = {name: ast.parse(text) for name, text in sources.items()}
+    classes: dict[str, bool] = {}  # kubeseed class name -> is a dataclass
+    defined: set[str] = set()
+    banned = {"main", *ROLE_INTERFACE}
+    for tree in trees.values():
+        for cls in ast.walk(tree):
+            if not isinstance(cls, ast.ClassDef):
+                continue
+            dataclass = any("dataclass" in ast.unparse(d) for d in cls.decorator_list)
+            classes[cls.name] = dataclass
+            for stmt in cls.body:
+                if isinstance(stmt, ast.FunctionDef) and not stmt.name.startswith("__"):
+                    defined.add(stmt.name)
+                elif dataclass and isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+                    defined.add(stmt.target.id)
+            for node in ast.walk(cls):
+                if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+                    if isinstance(node.value, ast.Name) and node.value.id == "self":
+                        defined.add(node.attr)
+    for tree in trees.values():
+        docstrings = {
+            id(node.value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+        }
+        for node in ast.walk(tree):
+            if isinstance(node, ast.arg):
+                banned.add(node.arg)
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+                banned.update(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", node.value))  # getattr(x, "name") and the like
+            elif isinstance(node, ast.Call):
+                func = node.func
+                ours = isinstance(func, ast.Name) and classes.get(func.id)
+                if not ours:
+                    banned.update(k.arg for k in node.keywords if k.arg)
+                if isinstance(func, ast.Attribute) and func.attr == "add_argument":
+                    banned.update(_dests(node))
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                banned.update(_foreign_attributes(node))
+    banned.update(_builtin_attributes())
+    chosen = sorted(n for n in defined - banned if len(n) > 3)
+    letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    new = dict(zip(chosen, (f"_q{a}{b}".rstrip("_") for a in letters for b in "_" + letters)))
+    out = {}
+    for path, tree in trees.items():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr in new:
+                node.attr = new[node.attr]
+            elif isinstance(node, ast.ClassDef):
+                for stmt in node.body:
+                    if isinstance(stmt, ast.FunctionDef) and stmt.name in new:
+                        stmt.name = new[stmt.name]
+                    elif classes[node.name] and isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+                        stmt.target.id = new.get(stmt.target.id, stmt.target.id)
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and classes.get(node.func.id):
+                for k in node.keywords:
+                    if k.arg in new:
+                        k.arg = new[k.arg]
+        out[path] = ast.unparse(tree)
+    return out
+
+
+def _dests(call: ast.Call) -> set[str]:
+    """The attribute names argparse sets for one add_argument call (its dest, or each option's name)."""
+    names = {str(k.value.value) for k in call.keywords if k.arg == "dest" and isinstance(k.value, ast.Constant)}
+    for a in call.args:
+        if isinstance(a, ast.Constant) and isinstance(a.value, str):
+            names.add(a.value.lstrip("-").replace("-", "_"))
+    return names
+
+
+def _foreign_attributes(node: ast.Import | ast.ImportFrom) -> set[str]:
+    """Every attribute name of what a stdlib or third-party import brings, and of the classes in it."""
+    import importlib
+
+    if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("kubeseed")):
+        return set()
+    found: set[str] = set()
+    objects: list[object] = []
+    for alias in node.names:
+        module_name = alias.name if isinstance(node, ast.Import) else node.module or ""
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        obj = getattr(module, alias.name, module) if isinstance(node, ast.ImportFrom) else module
+        objects.append(obj)
+        objects.extend(v for v in vars(module).values() if isinstance(v, type))
+    for obj in objects:
+        found.update(dir(obj))
+        if isinstance(obj, type) or hasattr(obj, "__dict__"):
+            for value in list(vars(obj).values()) if hasattr(obj, "__dict__") else []:
+                if isinstance(value, type):
+                    found.update(dir(value))
+    return found
+
+
+@lru_cache(maxsize=1)
+def _builtin_attributes() -> frozenset[str]:
+    import builtins
+
+    found: set[str] = set()
+    for value in vars(builtins).values():
+        if isinstance(value, type):
+            found.update(dir(value))
+    return frozenset(found)
+
+
 def _exported(sources: dict[str, str]) -> dict[str, frozenset[str]]:
     """For each module (archive name) the names others may take from it: what they import from it, and every
     name used as an attribute anywhere (``pki.load_key`` reads a name pki itself imported)."""
@@ -426,7 +540,7 @@ def build_zipapp(role: str | None = None, minify: bool = True) -> bytes:
             code[CLI] = without_help(code[CLI])
     sources = {"kubeseed/__init__.py": ""}
     if minify:
-        code = short_shared_names(prune(code))
+        code = short_shared_names(short_attribute_names(prune(code)))
         keep, exported = shared_names_of(code.values()), _exported(code)
         code = {n: shrink(t, keep, exported.get(n, frozenset())) for n, t in code.items()}
     sources.update(code)

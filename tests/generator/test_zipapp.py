@@ -19,6 +19,7 @@ from kubeseed.generator.zipapp import (
     prune,
     role_modules,
     runtime_sources,
+    short_attribute_names,
     short_shared_names,
     shrink,
     unpack_sources,
@@ -166,3 +167,24 @@ def test_short_shared_names_renames_consistently_and_keeps_what_it_must() -> Non
     exec(out["kubeseed/a.py"], scope)
     renamed = next(n for n in scope if n.startswith("_") and callable(scope[n]) and n not in ("__builtins__",))
     assert scope[renamed](1) == 2
+
+
+def test_short_attribute_names_renames_only_what_is_safe() -> None:
+    sources = {
+        "kubeseed/a.py": "import dataclasses, urllib.request\n"
+        "@dataclasses.dataclass\nclass Conf:\n    endpoint_name: str\n    extra_setting: int = 1\n"
+        "class Thing:\n    def __init__(self):\n        self.some_counter = 0\n        self.timeout_value = 2\n"
+        "    def describe_it(self):\n        return self.some_counter + self.timeout_value\n"
+        "class Hook(urllib.request.HTTPRedirectHandler):\n"
+        "    def redirect_request(self, *a):\n        return None\n"
+        "def make():\n    c = Conf(endpoint_name='x', extra_setting=3)\n"
+        "    return c.endpoint_name, c.extra_setting, Thing().describe_it(), getattr(Thing(), 'timeout_value')\n",
+    }
+    out = short_attribute_names(sources)["kubeseed/a.py"]
+    for gone in ("endpoint_name", "extra_setting", "some_counter", "describe_it"):
+        assert gone not in out, gone
+    assert "redirect_request" in out  # a hook its foreign base calls by name
+    assert "timeout_value" in out  # read by name through a string
+    scope: dict = {}
+    exec(out, scope)
+    assert scope["make"]() == ("x", 3, 2, 2)
