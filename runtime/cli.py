@@ -15,7 +15,7 @@ from .workflow import Context, Phase, PhaseError, run, status
 
 VERSION = "0.1.0"
 COMMANDS = {"master": "init", "node": "join"}  # each role's command is its package: runtime/init, runtime/join
-# Day-2 commands: command -> module (under kubeseed.runtime) with add_parser(sub, common) and run(args) -> int. A
+# Day-2 commands: command -> module (under kubeseed.runtime) with add_parser(sub), run(args) -> int and status(ctx). A
 # master's payload and the full runtime carry them; a node's first-boot runtime is built without what reads DAY2
 # (generator/zipapp.py): its payload must fit EC2's user-data, and a node's kubelet renews its own certificate.
 DAY2 = {"certs": "init.certcmd"}

@@ -36,7 +36,7 @@ def load_cert(pem: bytes) -> x509.Certificate:
     return x509.load_pem_x509_certificate(pem)
 
 
-def _hash(key: PrivateKey) -> "hashes.SHA256 | hashes.SHA384":
+def signing_hash(key: PrivateKey) -> "hashes.SHA256 | hashes.SHA384":
     if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.key_size > 256:
         return hashes.SHA384()
     return hashes.SHA256()
@@ -73,7 +73,7 @@ def new_ca(cn: str, key: PrivateKey, now: Optional[datetime.datetime] = None, da
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(pub), critical=False)
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(cn)]), critical=False)
-        .sign(key, _hash(key))
+        .sign(key, signing_hash(key))
     )
 
 
@@ -99,7 +99,7 @@ def sign_leaf(
         .public_key(public_key)  # type: ignore[arg-type]
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - BACKDATE)
-        .not_valid_after(min(now + datetime.timedelta(days=days), _not_after(ca_cert)))
+        .not_valid_after(min(now + datetime.timedelta(days=days), not_after(ca_cert)))
         .add_extension(x509.KeyUsage(True, False, True, False, False, False, False, False, False), critical=True)
         .add_extension(x509.ExtendedKeyUsage(ekus), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
@@ -107,9 +107,9 @@ def sign_leaf(
     )
     if sans:
         b = b.add_extension(x509.SubjectAlternativeName(_sans(sans)), critical=False)
-    return b.sign(ca_key, _hash(ca_key))
+    return b.sign(ca_key, signing_hash(ca_key))
 
 
-def _not_after(cert: x509.Certificate) -> datetime.datetime:
+def not_after(cert: x509.Certificate) -> datetime.datetime:
     utc = getattr(cert, "not_valid_after_utc", None)  # cryptography >= 42; older ones return naive UTC
     return utc if utc is not None else cert.not_valid_after.replace(tzinfo=datetime.timezone.utc)

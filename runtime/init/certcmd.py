@@ -13,6 +13,7 @@ import os
 import subprocess
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
+from ..config import ConfigError
 from ..kubeconfig import b64
 from ..workflow import Context, PhaseError, write_atomic
 from .controlplane import MANIFESTS, PKI, read
@@ -99,6 +100,13 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     ctx = Context("certs", None, args.root, verbose=args.verbose)
+    if not os.path.exists(ctx.path(f"{PKI}/ca.crt")):
+        raise PhaseError(
+            f"{PKI}/ca.crt does not exist: this is not a control-plane machine (a node's kubelet renews its own "
+            "certificate)"
+        )
+    if args.action == "renew" and args.expiring_within is not None and args.expiring_within < 1:
+        raise ConfigError("--expiring-within", f"must be a number of days of at least 1, not {args.expiring_within}")
     if args.action == "check-expiration":
         check_expiration(ctx)
         return 0
@@ -106,9 +114,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _not_after(cert: Any) -> datetime.datetime:
-    utc = getattr(cert, "not_valid_after_utc", None)  # cryptography >= 42; older ones return naive UTC
-    return utc if utc is not None else cert.not_valid_after.replace(tzinfo=datetime.timezone.utc)
+def not_after(cert: Any) -> datetime.datetime:
+    from ..pki import not_after  # cryptography only when a certificate is read: --help needs none
+
+    return not_after(cert)
 
 
 def _load(ctx: Context, c: Cert) -> Optional[Tuple[Any, bytes, Dict[str, Any]]]:
@@ -175,7 +184,7 @@ def check_expiration(ctx: Context, now: Optional[datetime.datetime] = None) -> N
         if found is None:
             rows.append([f"!MISSING! {c.name}", "", "", "", ""])
             continue
-        until = _not_after(found[0])
+        until = not_after(found[0])
         external = "no" if read(ctx.path(CAS[c.ca] + ".key")) else "yes"
         rows.append([c.name, _expires(until), _residual(until - now), c.ca, external])
     cas = [["CERTIFICATE AUTHORITY", "EXPIRES", "RESIDUAL TIME", "EXTERNALLY MANAGED"]]
@@ -184,7 +193,7 @@ def check_expiration(ctx: Context, now: Optional[datetime.datetime] = None) -> N
         if data is None:
             cas.append([f"!MISSING! {name}", "", "", ""])
             continue
-        until = _not_after(pki.load_cert(data))
+        until = not_after(pki.load_cert(data))
         cas.append([name, _expires(until), _residual(until - now), "no" if read(ctx.path(base + ".key")) else "yes"])
     ctx.say(*_table(rows), "", *_table(cas), "", timer_status(ctx))
 
@@ -238,7 +247,7 @@ def renew(
                 raise PhaseError(f"{c.path} does not exist: nothing to renew")
             continue
         old, key_data, doc = found
-        if within is not None and _not_after(old) - now >= datetime.timedelta(days=within):
+        if within is not None and not_after(old) - now >= datetime.timedelta(days=within):
             continue
         ca_cert_pem, ca_key_pem = (read(ctx.path(CAS[c.ca] + ext)) for ext in (".crt", ".key"))
         if ca_cert_pem is None or ca_key_pem is None:
@@ -260,7 +269,7 @@ def renew(
                 write_atomic(ctx.path(c.path[: -len(".crt")] + ".key"), key_pem(key), 0o600)
             write_atomic(ctx.path(c.path), pki.cert_pem(cert), 0o644)
         renewed.append(c.name)
-        ctx.say(f"[renew] {c.name} renewed, valid until {_expires(_not_after(cert))}")
+        ctx.say(f"[renew] {c.name} renewed, valid until {_expires(not_after(cert))}")
     if not renewed:
         ctx.say(f"[renew] nothing expires within {within} days" if within is not None else "[renew] nothing to renew")
         return renewed
@@ -280,7 +289,7 @@ def _resign(old: Any, ca: Any, ca_key: Any, public_key: Any, now: datetime.datet
     """``old``'s subject, names and usages, for another year (not past the CA), signed by ``ca_key``."""
     from cryptography import x509
 
-    from ..pki import BACKDATE, LEAF_DAYS, _hash
+    from ..pki import BACKDATE, LEAF_DAYS, signing_hash
 
     b = (
         x509.CertificateBuilder()
@@ -289,7 +298,7 @@ def _resign(old: Any, ca: Any, ca_key: Any, public_key: Any, now: datetime.datet
         .public_key(public_key)
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - BACKDATE)
-        .not_valid_after(min(now + datetime.timedelta(days=LEAF_DAYS), _not_after(ca)))
+        .not_valid_after(min(now + datetime.timedelta(days=LEAF_DAYS), not_after(ca)))
     )
     for ext in old.extensions:
         if ext.oid == x509.oid.ExtensionOID.AUTHORITY_KEY_IDENTIFIER:
@@ -298,7 +307,7 @@ def _resign(old: Any, ca: Any, ca_key: Any, public_key: Any, now: datetime.datet
             continue
         b = b.add_extension(ext.value, ext.critical)
     b = b.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-    return b.sign(ca_key, _hash(ca_key))
+    return b.sign(ca_key, signing_hash(ca_key))
 
 
 def _write_kubeconfig(ctx: Context, c: Cert, doc: Dict[str, Any]) -> None:

@@ -186,6 +186,17 @@ def test_renew_refuses_what_it_cannot_do(master: Path) -> None:
     assert "/etc/kubernetes/pki/etcd/ca.key is not on this machine (an externally managed CA)" in r.stderr
     r = runtime(master, "certs", "renew", "bogus")
     assert r.returncode == 2 and "invalid choice: 'bogus'" in r.stderr
+    r = runtime(master, "certs", "renew", "all", "--expiring-within", "0")
+    assert r.returncode == 2 and "error: --expiring-within: must be a number of days of at least 1, not 0" in r.stderr
+
+
+def test_certs_on_a_machine_without_a_control_plane(master: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    (empty / "opt/kubeseed").mkdir(parents=True)
+    shutil.copy(master / "opt/kubeseed/kubeseed-runtime.pyz", empty / "opt/kubeseed/")
+    r = runtime(empty, "certs", "check-expiration")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "/etc/kubernetes/pki/ca.crt does not exist: this is not a control-plane machine" in r.stderr
 
 
 def test_the_nodes_first_boot_runtime_has_no_certs_command(tmp_path: Path) -> None:
