@@ -15,10 +15,10 @@ from .workflow import Context, Phase, PhaseError, run, status
 
 VERSION = "0.1.0"
 COMMANDS = {"master": "init", "node": "join"}  # each role's command is its package: runtime/init, runtime/join
-# Day-2 commands: command -> module (under kubeseed.runtime) with add_parser(sub), run(args) -> int and status(ctx). A
-# master's payload and the full runtime carry them; a node's first-boot runtime is built without what reads DAY2
-# (generator/zipapp.py): its payload must fit EC2's user-data, and a node's kubelet renews its own certificate.
-DAY2 = {"certs": "init.certcmd"}
+# Day-2 commands: command -> module (under kubeseed.runtime) with add_parser(sub), run(args) -> int and, if it adds
+# to `status`, status(ctx). A master's payload and the full runtime carry them; a node's first-boot runtime is built
+# without what reads DAY2 (generator/zipapp.py): its payload must fit EC2's user-data.
+DAY2 = {"certs": "init.certcmd", "reset": "reset"}
 
 
 def load_role(role: str) -> Any:
@@ -164,10 +164,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "status":
             ctx = Context("status", None, args.root)
             code = status(ctx)
-            for module in DAY2.values():  # a master's also says when its certificates are renewed next
-                import_module(f"{__package__}.{module}").status(ctx)
+            for module in DAY2.values():  # a day-2 module may add to it (a master's: when certificates renew next)
+                hook = getattr(import_module(f"{__package__}.{module}"), "status", None)
+                if hook:
+                    hook(ctx)
             return code
         if args.command in DAY2:
+            from . import workflow
+
+            workflow.ROOT = args.root  # as run() does for init and join: every write stays inside the root
             return import_module(f"{__package__}.{DAY2[args.command]}").run(args)
         flags: Dict[str, str] = {}
         role, doc, path = _role_and_doc(args, flags)

@@ -96,13 +96,16 @@ def _binary(name: str, level: str, package: str) -> Check:
     return f"FileExisting-{name}", lambda env: [] if env.which(name) else [(level, msg)]
 
 
+RESET = "run reset (a master's or the full runtime has it)"
+
+
 def file_available(path: str) -> Check:
-    msg = f"{path} already exists (left by another cluster?). Remove it, or run reset"
+    msg = f"{path} already exists (left by another cluster?). Remove it, or {RESET}"
     return "FileAvailable-" + path.replace("/", "-"), lambda env: [("error", msg)] if env.exists(path) else []
 
 
 def dir_available(path: str) -> Check:
-    msg = f"{path} is not empty (left by another cluster?). Empty it, or run reset"
+    msg = f"{path} is not empty (left by another cluster?). Empty it, or {RESET}"
     return "DirAvailable-" + path.replace("/", "-"), lambda env: [("error", msg)] if env.listdir(path) else []
 
 

@@ -156,7 +156,10 @@ def run(ctx: Context, phases: List[Phase], only: str = "", skip: frozenset = fro
 def _run(ctx: Context, phases: List[Phase], only: str, skip: frozenset) -> int:
     state = load_state(ctx)
     if state.get("command") not in (None, ctx.command):
-        raise PhaseError(f"this machine already ran `{state['command']}`; run `reset` before `{ctx.command}`")
+        raise PhaseError(
+            f"this machine already ran `{state['command']}`; run `reset` (a master's or the full runtime has it) "
+            f"before `{ctx.command}`"
+        )
     state["command"] = ctx.command
     for phase in phases:
         if (only and phase.name != only) or phase.name in skip:
