@@ -188,6 +188,13 @@ def test_master_first_boot_then_a_node_joins_it(image_tree: TreeInfo, machines: 
             api.start()
             boot.wait_until("cloud-init's final stage (init) finished", lambda: cloud_init_done(tree), BOOT_TIMEOUT)
             check_inside(boot, MASTER)
+            # the certificate timer init installed, as systemd runs it: enabled, waiting, with a next run
+            timer = boot.run("systemctl", "show", "kubeseed-certs.timer", "--property=UnitFileState,ActiveState")
+            assert "UnitFileState=enabled" in timer.stdout and "ActiveState=active" in timer.stdout, timer.stdout
+            status = boot.run("python3", RUNTIME_PATH, "status").stdout
+            assert "Renewal timer: kubeseed-certs.timer renews what expires within 30 days; next run " in status
+            expiry = boot.run("python3", RUNTIME_PATH, "certs", "check-expiration")
+            assert expiry.returncode == 0 and "apiserver " in expiry.stdout, expiry.stdout + expiry.stderr
             tail = boot.tail()
         check_cloud_init(tree, tail)
         phases = states(tree)
