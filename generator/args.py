@@ -6,7 +6,6 @@ import datetime
 from pathlib import Path
 
 from .errors import UserError, shown
-from .tokens import parse_ttl
 
 
 def text_arg(value: str, what: str) -> str:
@@ -26,6 +25,8 @@ def cluster_dir_arg(name: str) -> Path:
 
 
 def ttl_arg(text: str, flag: str = "--ttl") -> datetime.timedelta | None:
+    from .tokens import parse_ttl
+
     try:
         return parse_ttl(text)
     except ValueError as e:

@@ -3,50 +3,33 @@
 from __future__ import annotations
 
 import argparse
-import datetime
-import getpass
-import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from kubeseed.runtime.config import load_yaml
+from kubeseed.runtime.config import KEY_ALGORITHMS, ROLES
+from kubeseed.runtime.versions import DEFAULT
 
 from . import __version__
 from .args import CLUSTER_HELP, cluster_dir_arg, text_arg, ttl_arg
 from .console import progress, run_command, say, tty
-from .credentials import user_kubeconfig
 from .errors import FieldError, UserError, shown
-from .fsutil import atomic_write, check_output, write_output
 from .imagecli import add_parser as add_image_parser
 from .imagescli import add_parser as add_images_parser
-from .model import (
-    DEFAULT,
-    KEY_ALGORITHMS,
-    default_cluster_text,
-    hostname_error,
-    parse_cluster,
-    split_endpoint,
-)
-from .nodeconfig import pick_join_token
-from .passwords import hash_password
-from .plan import ROLES, RUNTIMES, build_plan
+from .plan import RUNTIMES
 from .platforms import PLATFORMS, check_size
-from .render import FORMATS, gzip_bytes, render
-from .secrets import ClusterSecrets, generate_secrets, load, write_cluster_dir
+from .render import FORMATS
 from .seedcli import add_seed_parser
-from .tokencli import KUBECONFIG_HELP, add_token_parser, connect_args, exit_codes, unchanged
-from .tokens import (
-    DEFAULT_TTL,
-    TOKENS_FILE,
-    format_time,
-    now_utc,
-    record_master_payload,
-)
+from .tokencli import KUBECONFIG_HELP, add_token_parser, exit_codes
 
-if TYPE_CHECKING:  # the API client is imported by the commands that talk to a cluster, when they run
-    pass
+# Start-up time: this module imports only what building the parser needs. Each command imports the modules that do
+# its work (cryptography, Jinja2, pycdlib, passlib and the runtime's roles among them) when it runs, so `kubeseed
+# --help`, and every command, starts without loading what another command uses (tests/generator/test_startup.py).
+if TYPE_CHECKING:
+    import datetime
+
+    from .secrets import ClusterSecrets
 
 CLUSTER_ROLES = ("view", "edit", "admin", "cluster-admin")  # the user-facing ClusterRoles of every cluster
 CN_MAX = 64  # bytes of a certificate's common name (RFC 5280's ub-common-name)
@@ -65,6 +48,10 @@ CREATE_FLAGS = {
 def _cluster_text(flags: dict[str, str], *values: str) -> str:
     """The cluster.yaml ``cluster create`` writes for ``values`` (default_cluster_text's), checked before any key
     is made: an error names the flag that ``flags`` maps its field to (in its message too)."""
+    from kubeseed.runtime.config import load_yaml
+
+    from .model import default_cluster_text, parse_cluster
+
     text = default_cluster_text(*values)
     try:
         parse_cluster(load_yaml(text), "")
@@ -78,6 +65,10 @@ def _cluster_text(flags: dict[str, str], *values: str) -> str:
 
 
 def cmd_cluster_create(args: argparse.Namespace) -> int:
+    from .model import split_endpoint
+    from .secrets import generate_secrets, write_cluster_dir
+    from .tokens import format_time
+
     cluster_dir = cluster_dir_arg(args.cluster)
     if cluster_dir.exists():
         raise UserError(
@@ -120,6 +111,14 @@ def cmd_cluster_create(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    from .fsutil import check_output, write_output
+    from .model import hostname_error
+    from .nodeconfig import pick_join_token
+    from .plan import build_plan
+    from .render import gzip_bytes, render
+    from .secrets import load
+    from .tokens import TOKENS_FILE, format_time, now_utc
+
     if args.out is not None:
         check_output(args.out, "--out")
     if args.hostname is not None and hostname_error(args.hostname):
@@ -174,6 +173,8 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 def _record_master_payload(cluster_dir: Path, secrets: ClusterSecrets) -> None:
     """Record in tokens.yaml that a master payload carries the unexpired tokens (render node prefers them)."""
+    from .tokens import TOKENS_FILE, now_utc, record_master_payload
+
     try:
         record_master_payload(cluster_dir, secrets.tokens, now_utc())
     except OSError as e:  # the payload is written: say what was not recorded, and go on
@@ -187,7 +188,14 @@ def _record_master_payload(cluster_dir: Path, secrets: ClusterSecrets) -> None:
 
 
 def cmd_user_create(args: argparse.Namespace) -> int:
+    import datetime
+    import shlex
+
     from .clusterapi import NAMESPACE_RE, NotReached, Refused, binding_name, user_binding
+    from .credentials import user_kubeconfig
+    from .fsutil import check_output, write_output
+    from .secrets import load
+    from .tokencli import connect_args, unchanged
 
     cluster_dir = cluster_dir_arg(args.cluster)
     cluster, secrets = load(cluster_dir)
@@ -252,18 +260,25 @@ def cmd_user_create(args: argparse.Namespace) -> int:
 
 
 def cmd_cluster_pin(args: argparse.Namespace) -> int:
+    from .secrets import load
+
     _, secrets = load(cluster_dir_arg(args.cluster))
     print(secrets.ca_pin)
     return 0
 
 
 def _ca_not_after(secrets: ClusterSecrets) -> datetime.datetime:
+    import datetime
+
     cert = secrets.ca_cert
     utc = getattr(cert, "not_valid_after_utc", None)  # cryptography >= 42; older ones give naive UTC
     return utc if utc is not None else cert.not_valid_after.replace(tzinfo=datetime.timezone.utc)
 
 
 def cmd_cluster_show(args: argparse.Namespace) -> int:
+    from .secrets import load
+    from .tokens import format_time, now_utc
+
     cluster_dir = cluster_dir_arg(args.cluster)
     cluster, secrets = load(cluster_dir)
     now = now_utc()
@@ -296,6 +311,10 @@ def cmd_cluster_show(args: argparse.Namespace) -> int:
 
 
 def cmd_hash_password(args: argparse.Namespace) -> int:
+    import getpass
+
+    from .passwords import hash_password
+
     if sys.stdin.isatty():
         pw = getpass.getpass("Password: ")
         if getpass.getpass("Again: ") != pw:
@@ -310,6 +329,13 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
 
 
 def cmd_quickstart(args: argparse.Namespace) -> int:
+    from .credentials import user_kubeconfig
+    from .fsutil import atomic_write
+    from .plan import build_plan
+    from .render import gzip_bytes, render
+    from .secrets import generate_secrets, load, write_cluster_dir
+    from .tokens import DEFAULT_TTL
+
     base = Path(args.dir)
     cluster_dir = base / "demo"
     if cluster_dir.exists():

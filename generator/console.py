@@ -14,8 +14,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Callable
 
-from kubeseed.runtime.config import ConfigError
-
 from .errors import UserError
 
 
@@ -50,6 +48,8 @@ def step(message: str) -> Iterator[None]:
 def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """``func(args)``'s exit code; a UserError or ConfigError is one ``error:`` line and the error's exit code
     (UserError.exit_code: 2, a failed image build 3; ConfigError 2), an OSError one line and 1."""
+    from kubeseed.runtime.config import ConfigError
+
     try:
         return func(args)
     except UserError as e:

@@ -7,8 +7,6 @@ import os
 import stat
 from pathlib import Path
 
-from kubeseed.runtime.workflow import write_atomic
-
 from .errors import UserError, shown
 
 
@@ -24,6 +22,8 @@ def make_private_dir(path: Path) -> None:
 def atomic_write(path: Path, data: bytes | str, mode: int = 0o644) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same directory, then rename; missing parent
     directories are made 0700."""
+    from kubeseed.runtime.workflow import write_atomic
+
     make_private_dir(path.parent)
     write_atomic(str(path), data, mode)
 

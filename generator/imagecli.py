@@ -16,9 +16,7 @@ from kubeseed.runtime.config import RUNTIME_PATH
 from .console import run_command
 from .errors import UserError, shown
 from .fsutil import check_output, write_output
-from .goldenimage.build import CACHE_ENV, DEFAULT_MINOR, KUBELET_MODES, ROLES, Builder, Options, default_cache
-from .goldenimage.disk import parse_size
-from .zipapp import build_zipapp
+from .goldenimage import CACHE_ENV, DEFAULT_MINOR, KUBELET_MODES, ROLES
 
 
 def _minor(version: str) -> str:
@@ -29,6 +27,9 @@ def _minor(version: str) -> str:
 
 
 def cmd_image_build(args: argparse.Namespace) -> int:
+    from .goldenimage.build import Builder, Options, default_cache
+    from .goldenimage.disk import parse_size
+
     check_output(args.out, "--out", devices=False)  # a disk image, with its kernel and initrd beside it
     os.umask(0o022)  # what the build writes into the image gets Debian's usual modes, whatever the caller's umask
     opts = Options(
@@ -55,7 +56,9 @@ def cmd_image_build(args: argparse.Namespace) -> int:
 
 def cmd_image_runtime(args: argparse.Namespace) -> int:
     """The full runtime zipapp, for the Packer template's file provisioner."""
-    data = build_zipapp(None)
+    from .zipcache import cached_zipapp
+
+    data = cached_zipapp(None)
     write_output(args.out, data, 0o755, "--out")
     print(f"{args.out}: the full kubeseed runtime ({len(data):,} bytes) for images/kubeseed.pkr.hcl")
     return 0

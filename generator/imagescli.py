@@ -8,14 +8,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from kubeseed.runtime.init.versions import images
-
 from .console import run_command
 from .errors import UserError, shown
-from .model import load_cluster
 
 
 def cmd_images_list(args: argparse.Namespace) -> int:
+    from kubeseed.runtime.init.versions import images
+
+    from .model import load_cluster
+
     name = args.cluster
     if not name or "\n" in name or any("\ud800" <= c <= "\udfff" for c in name):
         raise UserError(f"CLUSTER: {shown(name)} is not a cluster directory name")

@@ -10,6 +10,7 @@ with the current local time; here it sees a fixed UTC clock instead (``SOURCE_DA
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import re
@@ -32,15 +33,22 @@ def build_epoch() -> int:
     return int(value) if value.isdigit() else DEFAULT_EPOCH
 
 
+@functools.lru_cache(maxsize=4)
+def _frozen_time(epoch: int) -> types.SimpleNamespace:
+    """The ``time`` module as pycdlib sees it in _fixed_clock (made once per epoch: a seed run makes many ISOs)."""
+    frozen = types.SimpleNamespace(**{n: getattr(time, n) for n in dir(time) if not n.startswith("__")})
+    frozen.time = lambda: float(epoch)
+    frozen.localtime = lambda secs=None: time.gmtime(epoch if secs is None else secs)
+    return frozen
+
+
 @contextlib.contextmanager
 def _fixed_clock(epoch: int) -> Iterator[None]:
     """While active, every pycdlib module sees a ``time`` whose now is ``epoch`` and whose local time is UTC.
 
     pycdlib calls ``time.time()`` and ``time.localtime()`` through its modules' ``time`` global; only those
     globals are swapped, so nothing outside pycdlib sees a changed clock."""
-    frozen = types.SimpleNamespace(**{n: getattr(time, n) for n in dir(time) if not n.startswith("__")})
-    frozen.time = lambda: float(epoch)
-    frozen.localtime = lambda secs=None: time.gmtime(epoch if secs is None else secs)
+    frozen = _frozen_time(epoch)
     with _clock_lock:
         patched = [
             m

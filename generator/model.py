@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from kubeseed.runtime.config import (
     API_VERSION,
     DNS_LABEL,
@@ -26,7 +24,6 @@ from kubeseed.runtime.config import (
     parse_networking,
     split_endpoint,
 )
-from kubeseed.runtime.init.versions import ControlPlaneVersion
 from kubeseed.runtime.versions import DEFAULT, MAX_MINOR, MIN_MINOR, Version
 
 from .errors import SHOWN, FieldError, shown
@@ -174,6 +171,8 @@ def _shared(r: _Reader, parse: Any, value: Any, path: str, known: tuple[str, ...
 
 def parse_cluster(data: Any, source: str = CLUSTER_FILE, base_dir: Path | None = None) -> Cluster:
     """Validate a parsed cluster.yaml; every error names the field path and how to fix it."""
+    from kubeseed.runtime.init.versions import ControlPlaneVersion
+
     r = _Reader(source)
     top = {
         "apiVersion",
@@ -299,6 +298,8 @@ def _parse_users(r: _Reader, value: Any) -> list[LoginUser]:
 
 def _parse_addons(r: _Reader, value: Any, base_dir: Path | None) -> list[Path]:
     """Add-on manifests: files inside the cluster directory (after resolving links), each a YAML stream."""
+    import yaml
+
     out: list[Path] = []
     for i, rel in enumerate(r.string_list(value, "addons")):
         where, p = f"addons[{i}]", Path(rel)

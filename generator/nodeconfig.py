@@ -7,8 +7,6 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-import yaml
-
 from kubeseed.runtime.cli import COMMANDS, load_role
 from kubeseed.runtime.config import API_VERSION, Discovery, Kubelet, Networking, NodeConfig, parse_node_config
 from kubeseed.runtime.init import ADDON_DIR
@@ -17,6 +15,7 @@ from .errors import UserError
 from .model import Cluster
 from .secrets import ClusterSecrets
 from .tokens import BootstrapToken, find_token, now_utc
+from .yamlfile import safe_dump
 
 
 def pick_join_token(secrets: ClusterSecrets, token_id: str | None, now: datetime.datetime) -> BootstrapToken:
@@ -122,4 +121,4 @@ def config_text(cfg: NodeConfig) -> str:
     """/etc/kubeseed/config.yaml for ``cfg``; never one the runtime would refuse."""
     doc = to_doc(cfg)
     parse_doc(doc)
-    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=1 << 16)
+    return safe_dump(doc, width=1 << 16)

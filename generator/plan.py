@@ -6,17 +6,18 @@ the plan as cloud-config or Ignition.
 
 from __future__ import annotations
 
-import datetime
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from kubeseed.runtime.cli import COMMANDS
 from kubeseed.runtime.config import NODE_CONFIG_PATH, ROLES, RUNTIME_PATH
 
 from .errors import UserError
-from .model import Cluster, LoginUser
-from .nodeconfig import addon_paths, config_text, node_config
-from .secrets import ClusterSecrets
-from .zipapp import build_zipapp
+
+if TYPE_CHECKING:  # the command line imports RUNTIMES and ROLES from here to build its parser: nothing heavy on top
+    import datetime
+
+    from .model import Cluster, LoginUser
+    from .secrets import ClusterSecrets
 
 RUNTIMES = ("embedded", "preinstalled")
 
@@ -59,12 +60,17 @@ def build_plan(
     runtime: str = "embedded",
 ) -> NodePlan:
     """``runtime="preinstalled"`` leaves the runtime out: a golden image has it at RUNTIME_PATH already."""
+    from kubeseed.runtime.cli import COMMANDS
+
+    from .nodeconfig import addon_paths, config_text, node_config
+    from .zipcache import cached_zipapp
+
     if role not in ROLES:
         raise UserError(f'role "{role}" is not one of {", ".join(ROLES)}')
     cfg = node_config(cluster, secrets, role, hostname, token_id, now)
     files = [PlanFile(NODE_CONFIG_PATH, config_text(cfg).encode(), 0o600)]
     if runtime == "embedded":
-        files.insert(0, PlanFile(RUNTIME_PATH, build_zipapp(role), 0o755))
+        files.insert(0, PlanFile(RUNTIME_PATH, cached_zipapp(role), 0o755))
     for user in cluster.users:  # one format-neutral way for cloud-init and Ignition alike
         if user.sudo:
             rule = f"{user.name} ALL=(ALL) NOPASSWD:ALL\n".encode()

@@ -8,12 +8,14 @@ import re
 import struct
 import urllib.parse
 import zlib
+from functools import lru_cache
 from typing import Any
 
 import yaml
 
+from kubeseed.runtime.config import RUNTIME_PATH
+
 from .plan import NodePlan
-from .templating import render_template
 
 FORMATS = ("cloud-init", "ignition")
 IGNITION_VERSION = "3.3.0"
@@ -68,15 +70,35 @@ def dump_cloud_config(doc: dict[str, Any], dumper: type = _FastLiteralDumper) ->
     return ("#cloud-config\n" + body).encode()
 
 
+# What keeps text from travelling verbatim: a control character but tab and line feed, or a line ending in white
+# space (str.isspace, which is what \s matches in a str pattern)
+_NOT_VERBATIM = re.compile(r"[\x00-\x08\x0b-\x1f]|[^\S\n](?=\n|\Z)")
+
+
 def _as_text(data: bytes) -> str | None:
     """``data`` as text if it can travel in YAML/JSON verbatim, else None."""
     try:
         text = data.decode()
     except UnicodeDecodeError:
         return None
-    if any(ord(c) < 32 and c not in "\n\t" for c in text) or any(line != line.rstrip() for line in text.split("\n")):
-        return None
-    return text
+    return None if _NOT_VERBATIM.search(text) else text
+
+
+def _write_file_content(content: bytes) -> dict[str, str]:
+    """A write_files entry's ``encoding`` and ``content`` for ``content``: the smallest of verbatim text, gz+b64 and
+    b64 (no gzip over what is packed already: the runtime)."""
+    gz = gzip_bytes(content)
+    encoding = "gz+b64" if len(gz) < len(content) else "b64"
+    packed = base64.b64encode(gz if encoding == "gz+b64" else content).decode()
+    text = _as_text(content)
+    if text is not None and len(text) <= len(packed):
+        return {"content": text}
+    return {"encoding": encoding, "content": packed}
+
+
+# The runtime zipapp is the same bytes in every payload of its role: each renderer encodes it once per process
+# (a deflate that never pays off on bzip2 data, base64, percent-encoding) and reuses that, not just the bytes.
+_runtime_write_file_content = lru_cache(maxsize=4)(_write_file_content)
 
 
 def cloud_config(plan: NodePlan) -> dict[str, Any]:
@@ -100,15 +122,8 @@ def cloud_config(plan: NodePlan) -> dict[str, Any]:
     files = []
     for f in plan.files:
         entry = {"path": f.path}
-        gz = gzip_bytes(f.content)
-        encoding = "gz+b64" if len(gz) < len(f.content) else "b64"  # already packed (the runtime): no gzip on top
-        packed = base64.b64encode(gz if encoding == "gz+b64" else f.content).decode()
-        text = _as_text(f.content)
-        if text is not None and len(text) <= len(packed):
-            entry["content"] = text
-        else:
-            entry["encoding"] = encoding
-            entry["content"] = packed
+        encode = _runtime_write_file_content if f.path == RUNTIME_PATH else _write_file_content
+        entry.update(encode(f.content))
         if f.owner != "root:root":  # cloud-init's default owner
             entry["owner"] = f.owner
         entry["permissions"] = f"0{f.mode:o}"
@@ -140,7 +155,12 @@ def _data_url(content: bytes) -> dict[str, Any]:
     return {"source": packed, "compression": "gzip"} if zipped else {"source": packed}
 
 
+_runtime_data_url = lru_cache(maxsize=4)(_data_url)  # as _runtime_write_file_content
+
+
 def ignition_config(plan: NodePlan) -> dict[str, Any]:
+    from .templating import render_template  # Jinja2: of all payloads, only Ignition configs need it
+
     files = []
     if plan.hostname:
         files.append(
@@ -160,7 +180,7 @@ def ignition_config(plan: NodePlan) -> dict[str, Any]:
                 "overwrite": True,
                 "user": {"name": user},
                 "group": {"name": group or user},
-                "contents": _data_url(f.content),
+                "contents": dict(_runtime_data_url(f.content) if f.path == RUNTIME_PATH else _data_url(f.content)),
             }
         )
     firstboot = render_template("kubeseed-firstboot.service.j2", role=plan.role, command=" ".join(plan.command))

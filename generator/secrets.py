@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
@@ -44,7 +45,13 @@ class ClusterSecrets:
 
     @property
     def ca_pin(self) -> str:
-        return ca_pin(self.pki["ca.crt"])
+        return _pin(self.pki["ca.crt"])
+
+
+@lru_cache(maxsize=8)
+def _pin(ca_crt: bytes) -> str:
+    """ca_pin of a CA certificate, worked out once per certificate: every node payload and seed carries it."""
+    return ca_pin(ca_crt)
 
 
 def generate_secrets(

@@ -15,12 +15,8 @@ from pathlib import Path
 from .console import progress
 from .errors import UserError, shown
 from .fsutil import make_private_dir
-from .inventory import load_inventory
 from .plan import RUNTIMES
-from .secrets import load
-from .seednet import NAME_GLOB
-from .seeds import KINDS, LABELS, SEED_FILES, Seed, build_seeds
-from .tokens import now_utc, record_master_payload
+from .seeds import KINDS, LABELS, SEED_FILES, Seed
 
 
 def _write_new(path: Path, data: bytes) -> None:
@@ -119,6 +115,12 @@ def write_seeds(out: Path, seeds: list[Seed], as_dir: bool) -> list[tuple[Seed, 
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
+    from .inventory import load_inventory
+    from .secrets import load
+    from .seednet import NAME_GLOB
+    from .seeds import build_seeds
+    from .tokens import now_utc, record_master_payload
+
     if not args.out:
         raise UserError("--out: the path is empty; name a directory")
     cluster, secrets = load(Path(args.cluster))

@@ -6,20 +6,16 @@ cluster writes nothing."""
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import dataclass
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from .errors import FieldError
-from .inventory import Host, Inventory
-from .iso import build_iso
-from .model import Cluster
-from .plan import build_plan
-from .render import cloud_config, dump_cloud_config, gzip_bytes
-from .secrets import ClusterSecrets
-from .seednet import network_config_v2, network_data
+from .yamlfile import safe_dump
+
+if TYPE_CHECKING:  # `kubeseed seed`'s parser takes KINDS and LABELS from here: nothing heavy on top
+    from .inventory import Host, Inventory
+    from .model import Cluster
+    from .secrets import ClusterSecrets
 
 KINDS = ("nocloud", "configdrive")
 LABELS = {"nocloud": "cidata", "configdrive": "config-2"}
@@ -29,7 +25,6 @@ SEED_FILES = frozenset(
     {"user-data", "meta-data", "network-config"}
     | {f"openstack/latest/{name}" for name in ("meta_data.json", "user_data", "network_data.json")}
 )
-_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_DNS, "seeds.kubeseed.io")
 
 
 @dataclass(frozen=True)
@@ -48,13 +43,18 @@ class Seed:
 
     def iso(self) -> bytes:
         """The seed as an ISO image (reproducible: same files, same bytes)."""
+        from .iso import build_iso
+
         return build_iso(self.label, self.files, private={self.user_data_path})
 
 
 def instance_id(secrets: ClusterSecrets, hostname: str) -> str:
     """A UUID fixed by the cluster (its CA pin) and the host name: re-seeding a host keeps its instance id,
     so cloud-init does not take a re-seeded machine for a new instance."""
-    return str(uuid.uuid5(_NAMESPACE, f"{secrets.ca_pin}/{hostname}"))
+    import uuid
+
+    namespace = uuid.uuid5(uuid.NAMESPACE_DNS, "seeds.kubeseed.io")
+    return str(uuid.uuid5(namespace, f"{secrets.ca_pin}/{hostname}"))
 
 
 def user_data(
@@ -67,6 +67,9 @@ def user_data(
 ) -> bytes:
     """The host's cloud-init payload (as ``kubeseed render ROLE --hostname HOST``), plus, with ``ssh_keys``,
     the host's extra keys as top-level ``ssh_authorized_keys`` (cloud-init gives them to the default user)."""
+    from .plan import build_plan
+    from .render import cloud_config, dump_cloud_config, gzip_bytes
+
     plan = build_plan(cluster, secrets, host.role, host.hostname, runtime=runtime)
     doc = cloud_config(plan)
     if ssh_keys and host.ssh_authorized_keys:
@@ -77,7 +80,7 @@ def user_data(
 
 
 def _yaml(doc: dict[str, Any]) -> bytes:
-    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False).encode()
+    return safe_dump(doc).encode()
 
 
 def _json(doc: dict[str, Any]) -> bytes:
@@ -85,6 +88,8 @@ def _json(doc: dict[str, Any]) -> bytes:
 
 
 def nocloud_seed(cluster: Cluster, secrets: ClusterSecrets, host: Host, runtime: str, gzip: bool) -> Seed:
+    from .seednet import network_config_v2
+
     files = {
         "user-data": user_data(cluster, secrets, host, runtime, True, gzip),
         "meta-data": _yaml({"instance-id": instance_id(secrets, host.hostname), "local-hostname": host.hostname}),
@@ -100,6 +105,8 @@ def configdrive_seed(
 ) -> Seed:
     """OpenStack's layout under ``openstack/latest``; the extra SSH keys go in meta_data.json's public_keys,
     where OpenStack puts them and cloud-init reads them."""
+    from .seednet import network_data
+
     if host.static and host.mac is None:
         raise FieldError(
             source,

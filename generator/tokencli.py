@@ -13,8 +13,6 @@ from kubeseed.runtime.tokens import TOKEN_ID_RE
 from .args import CLUSTER_HELP, cluster_dir_arg, text_arg, ttl_arg
 from .console import say
 from .errors import UserError, shown
-from .model import Cluster
-from .secrets import ClusterSecrets, load
 from .tokens import (
     MASTER_PAYLOAD,
     TOKENS_FILE,
@@ -30,6 +28,8 @@ from .tokens import (
 
 if TYPE_CHECKING:  # the API client is imported by the commands that talk to a cluster, when they run
     from .clusterapi import ClusterAPI
+    from .model import Cluster
+    from .secrets import ClusterSecrets
 
 
 def exit_codes(local: str) -> str:
@@ -96,6 +96,7 @@ def join_command(cluster: Cluster, secrets: ClusterSecrets, tok: BootstrapToken)
 
 def cmd_token_create(args: argparse.Namespace) -> int:
     from .clusterapi import NotReached, Refused
+    from .secrets import load
 
     cluster_dir = cluster_dir_arg(args.cluster)
     cluster, secrets = load(cluster_dir)
@@ -139,6 +140,7 @@ def cmd_token_create(args: argparse.Namespace) -> int:
 
 def cmd_token_upload(args: argparse.Namespace) -> int:
     from .clusterapi import NotReached, Refused
+    from .secrets import load
 
     cluster_dir = cluster_dir_arg(args.cluster)
     cluster, secrets = load(cluster_dir)
@@ -203,6 +205,7 @@ def _list_rows(tokens: list[BootstrapToken], held: dict[str, BootstrapToken] | N
 
 def cmd_token_list(args: argparse.Namespace) -> int:
     from .clusterapi import NotReached, Refused
+    from .secrets import load
 
     cluster_dir = cluster_dir_arg(args.cluster)
     cluster, secrets = load(cluster_dir)
@@ -233,6 +236,7 @@ def cmd_token_list(args: argparse.Namespace) -> int:
 
 def cmd_token_delete(args: argparse.Namespace) -> int:
     from .clusterapi import NotReached, Refused
+    from .secrets import load
 
     cluster_dir = cluster_dir_arg(args.cluster)
     cluster, secrets = load(cluster_dir)

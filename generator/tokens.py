@@ -9,8 +9,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from kubeseed.runtime.tokens import TOKEN_ID_RE, parse_token
 
 from .errors import FieldError, UserError, shown
@@ -167,6 +165,8 @@ def load_tokens(cluster_dir: Path) -> list[BootstrapToken]:
 
 
 def save_tokens(cluster_dir: Path, tokens: list[BootstrapToken]) -> None:
+    import yaml
+
     entries = [{**t.to_dict(), **({"cluster": t.cluster} if t.cluster else {})} for t in tokens]
     text = (
         "# Bootstrap tokens (kubeadm format). Secrets: keep this file private (0600).\n"

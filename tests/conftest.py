@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,19 @@ from tests.support.helpers import SSH_KEY, kubeseed
 
 # check_joined's assertions keep pytest's detailed messages, as they had in tests/runtime/test_join.py
 pytest.register_assert_rewrite("tests.support.join")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def zipapp_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Built runtime zipapps are cached in a directory of this session's, by the tests and by every kubeseed process
+    they start (which inherit the environment), never in the user's ~/.cache (tests/generator/test_zipcache.py
+    checks the default location with a temporary HOME)."""
+    from kubeseed.generator.zipcache import CACHE_ENV
+
+    path = tmp_path_factory.mktemp("zipapp-cache") / "zipapps"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(CACHE_ENV, str(path))
+        yield path
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,16 @@ is ``kubeseed.generator.imagecli``.
 
 from __future__ import annotations
 
+from kubeseed.runtime.versions import DEFAULT
+
 from ..errors import UserError
+
+# The build's choices and defaults, here (not in ``build``) so that the command line's parser has them without
+# loading the builder: every kubeseed command builds that parser.
+ROLES = ("node", "master")
+KUBELET_MODES = ("auto", "skip", "require")
+DEFAULT_MINOR = DEFAULT[1:].rsplit(".", 1)[0]  # "1.35": the stream of the default Kubernetes version
+CACHE_ENV = "KUBESEED_IMAGE_CACHE"
 
 
 class BuildError(UserError):

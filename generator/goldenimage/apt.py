@@ -4,8 +4,6 @@ pkgs.k8s.io, and the image's own apt sources."""
 from __future__ import annotations
 
 import re
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,11 +82,15 @@ def host_mirrors(apt_dir: Path = Path("/etc/apt")) -> Mirrors:
 
 
 def _fetch(url: str, timeout: float) -> None:
+    import urllib.request  # here, not at the top: every kubeseed command would pay its start-up time
+
     with urllib.request.urlopen(url, timeout=timeout) as r:
         r.read(1)
 
 
 def check_mirror(mirror: str, timeout: float = 20) -> None:
+    import urllib.error
+
     url = f"{mirror}/dists/{SUITE}/Release"
     try:
         _fetch(url, timeout)

@@ -17,13 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kubeseed.runtime.config import RUNTIME_PATH
-from kubeseed.runtime.versions import DEFAULT
 
 from ..console import say, step
 from ..errors import UserError, shown
 from ..fsutil import make_private_dir
-from ..zipapp import build_zipapp
-from . import BuildError
+from ..zipcache import cached_zipapp
+from . import CACHE_ENV, DEFAULT_MINOR, KUBELET_MODES, ROLES, BuildError
 from .apt import (
     DEFAULT_SECURITY,
     K8S_REPO,
@@ -49,11 +48,7 @@ from .proc import nspawn_run, pack, remove_tree, run, unpack
 
 ARCH = "amd64"
 VARIANT = "minbase"
-ROLES = ("node", "master")
-KUBELET_MODES = ("auto", "skip", "require")
-DEFAULT_MINOR = DEFAULT[1:].rsplit(".", 1)[0]  # "1.35": the stream of the default Kubernetes version
 BUILD_DIR = "/var/tmp/kubeseed-build"  # inside the tree; nspawn mounts a tmpfs on /tmp
-CACHE_ENV = "KUBESEED_IMAGE_CACHE"
 KEEP_PER_KIND = 2  # cached tarballs kept per kind (base, system): the one in use and the one before
 
 # tool -> the Debian package that brings it
@@ -391,7 +386,7 @@ def install_runtime(tree: Path, script: Path) -> None:
     build.mkdir(parents=True, exist_ok=True)
     try:
         shutil.copyfile(script, build / "provision.sh")
-        (build / "kubeseed-runtime.pyz").write_bytes(build_zipapp(None))
+        (build / "kubeseed-runtime.pyz").write_bytes(cached_zipapp(None))
         env = {
             "KUBESEED_IN_CHROOT": "1",
             "KUBESEED_RUNTIME": f"{BUILD_DIR}/kubeseed-runtime.pyz",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from tests.support.importgraph import find_cycle, import_graph
@@ -41,3 +43,13 @@ def test_only_the_entry_point_imports_the_cli() -> None:
     graph = import_graph(GENERATOR, "kubeseed.generator")
     importers = sorted(m for m, deps in graph.items() if "kubeseed.generator.cli" in deps)
     assert importers == []
+
+
+def test_the_cli_starts_without_the_heavy_libraries() -> None:
+    """`kubeseed --help`, and every command's start-up, load neither cryptography, Jinja2, pycdlib nor passlib
+    (nor the minifier, the zipapp builder or urllib.request): each command imports what it uses when it runs."""
+    heavy = ["cryptography", "jinja2", "pycdlib", "passlib", "python_minifier", "kubeseed.generator.zipapp"]
+    heavy += ["urllib.request", "kubeseed.runtime.init", "kubeseed.generator.secrets"]
+    probe = "import sys, kubeseed.generator.cli; print(' '.join(m for m in sys.argv[1:] if m in sys.modules))"
+    r = subprocess.run([sys.executable, "-c", probe, *heavy], capture_output=True, text=True, check=True)
+    assert r.stdout.split() == []
