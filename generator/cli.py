@@ -27,8 +27,6 @@ from .tokencli import KUBECONFIG_HELP, add_token_parser, exit_codes
 # its work (cryptography, Jinja2, pycdlib, passlib and the runtime's roles among them) when it runs, so `kubeseed
 # --help`, and every command, starts without loading what another command uses (tests/generator/test_startup.py).
 if TYPE_CHECKING:
-    import datetime
-
     from .secrets import ClusterSecrets
 
 CLUSTER_ROLES = ("view", "edit", "admin", "cluster-admin")  # the user-facing ClusterRoles of every cluster
@@ -267,15 +265,9 @@ def cmd_cluster_pin(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ca_not_after(secrets: ClusterSecrets) -> datetime.datetime:
-    import datetime
-
-    cert = secrets.ca_cert
-    utc = getattr(cert, "not_valid_after_utc", None)  # cryptography >= 42; older ones give naive UTC
-    return utc if utc is not None else cert.not_valid_after.replace(tzinfo=datetime.timezone.utc)
-
-
 def cmd_cluster_show(args: argparse.Namespace) -> int:
+    from kubeseed.runtime.pki import not_after
+
     from .secrets import load
     from .tokens import format_time, now_utc
 
@@ -301,7 +293,7 @@ def cmd_cluster_show(args: argparse.Namespace) -> int:
         ("service subnet", net.service_subnet),
         ("dns domain", net.dns_domain),
         ("CA pin", secrets.ca_pin),
-        ("CA valid until", format_time(_ca_not_after(secrets))),
+        ("CA valid until", format_time(not_after(secrets.ca_cert))),
         ("bootstrap tokens", tokens),
     ]
     width = max(len(k) for k, _ in rows) + 1
