@@ -78,9 +78,10 @@ def config_phase(ctx: Context, kc: Optional[dict] = None, local_cri: Optional[bo
     write_atomic(ctx.path(DROP_IN), DROP_IN_TEXT, 0o644)
 
 
-def _systemctl(*args: str) -> subprocess.CompletedProcess:
+def systemctl(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """``systemctl ARGS`` with its output captured; PhaseError when it cannot be run at all."""
     try:
-        return subprocess.run(("systemctl",) + args, capture_output=True, text=True, timeout=60)
+        return subprocess.run(("systemctl",) + args, capture_output=True, text=True, timeout=timeout)
     except (OSError, subprocess.SubprocessError) as e:
         raise PhaseError(f"systemctl {' '.join(args)} failed: {e}") from None
 
@@ -94,11 +95,11 @@ def start_phase(ctx: Context) -> None:
         )
         return
     for step in steps:
-        r = _systemctl(*step)
+        r = systemctl(*step)
         if r.returncode != 0:
             raise PhaseError(f"systemctl {' '.join(step)}: {r.stderr.strip()}. See: systemctl status kubelet")
     while True:
-        state = _systemctl("is-active", "kubelet").stdout.strip()
+        state = systemctl("is-active", "kubelet").stdout.strip()
         if state == "active":
             return
         if state == "failed" or time.monotonic() > ctx.deadline:

@@ -69,10 +69,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _systemctl(ctx: Context, *args: str) -> None:
+    """systemctl ARGS; a failure is a warning: reset goes on with what it can do."""
+    from .kubelet import systemctl
+
     try:
-        r = subprocess.run(("systemctl",) + args, capture_output=True, text=True, timeout=120)
-    except (OSError, subprocess.SubprocessError) as e:
-        ctx.say(f"[reset] WARNING: systemctl {' '.join(args)} failed: {e}")
+        r = systemctl(*args, timeout=120)
+    except PhaseError as e:
+        ctx.say(f"[reset] WARNING: {e}")
         return
     if r.returncode != 0 and "not loaded" not in r.stderr and "does not exist" not in r.stderr:
         ctx.say(f"[reset] WARNING: systemctl {' '.join(args)}: {r.stderr.strip()}")

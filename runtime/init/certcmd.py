@@ -10,7 +10,6 @@ import argparse
 import base64
 import datetime
 import os
-import subprocess
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from ..config import ConfigError
@@ -204,15 +203,12 @@ def timer_status(ctx: Context) -> str:
         return f"Renewal timer: not installed ({UNITS}/{TIMER}); certificates are renewed only by hand"
     if ctx.root:
         return f"Renewal timer: {TIMER} installed (--root: not asking systemd when it runs next)"
+    from ..kubelet import systemctl
+
     try:
-        r = subprocess.run(
-            ("systemctl", "show", TIMER, "--property=ActiveState,NextElapseUSecRealtime"),
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        r = systemctl("show", TIMER, "--property=ActiveState,NextElapseUSecRealtime", timeout=30)
         props = dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
-    except (OSError, subprocess.SubprocessError):
+    except PhaseError:
         props = {}
     if props.get("ActiveState") != "active":
         state = props.get("ActiveState") or "unknown"
@@ -352,11 +348,10 @@ def install_timer(ctx: Context) -> None:
     if ctx.root:
         ctx.say("\t--root: not starting services; a machine would run systemctl daemon-reload, enable --now " + TIMER)
         return
+    from ..kubelet import systemctl
+
     for step in steps:
-        try:
-            r = subprocess.run(("systemctl",) + step, capture_output=True, text=True, timeout=60)
-        except (OSError, subprocess.SubprocessError) as e:
-            raise PhaseError(f"systemctl {' '.join(step)} failed: {e}") from None
+        r = systemctl(*step)
         if r.returncode != 0:
             raise PhaseError(f"systemctl {' '.join(step)}: {r.stderr.strip()}")
     ctx.say(f"\t{TIMER} renews the control-plane certificates that expire within {RENEW_WITHIN} days, daily")
