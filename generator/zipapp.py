@@ -357,24 +357,24 @@ def _builtin_attributes() -> frozenset[str]:
     return frozenset(found)
 
 
+def module_name(path: str) -> str:
+    """The dotted module name of an archive path: kubeseed/runtime/join/__init__.py is kubeseed.runtime.join."""
+    return path.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+
+
 def _exported(sources: dict[str, str]) -> dict[str, frozenset[str]]:
     """For each module (archive name) the names others may take from it: what they import from it, and every
     name used as an attribute anywhere (``pki.load_key`` reads a name pki itself imported)."""
     found: dict[str, set[str]] = {}
     attributes: set[str] = set()
     for path, text in sources.items():
-        name = path.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
         for node in ast.walk(ast.parse(text)):
             if isinstance(node, ast.ImportFrom):
-                module = imported_module(node, name, path.endswith("__init__.py"))
+                module = imported_module(node, module_name(path), path.endswith("__init__.py"))
                 found.setdefault(module, set()).update(a.name for a in node.names)
             elif isinstance(node, ast.Attribute):
                 attributes.add(node.attr)
-    out = {}
-    for path in sources:
-        module = path.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
-        out[path] = frozenset(found.get(module, set()) | attributes)
-    return out
+    return {path: frozenset(found.get(module_name(path), set()) | attributes) for path in sources}
 
 
 def _module_bindings(tree: ast.Module) -> set[str]:
@@ -469,7 +469,7 @@ def pack_sources(sources: dict[str, str]) -> bytes:
     ...``. One stream of all the code packs about a tenth smaller than gzip over a zip of files. The order of the
     modules changes the size a little: the smallest of a few fixed orders (by name either way, by size either
     way) is kept, so the same sources still give the same bytes."""
-    items = [(name[: -len(".py")].replace("/", ".").removesuffix(".__init__"), text) for name, text in sources.items()]
+    items = [(module_name(path), text) for path, text in sources.items()]
     best = b""
     for order in (items, items[::-1], sorted(items, key=lambda i: len(i[1])), sorted(items, key=lambda i: -len(i[1]))):
         packed = bz2.compress("\0".join([BOOT] + [part for item in order for part in item]).encode(), 9)

@@ -16,6 +16,7 @@ import pytest
 from kubeseed.generator.zipapp import (
     build_zipapp,
     imports,
+    module_name,
     prune,
     role_modules,
     runtime_sources,
@@ -33,9 +34,7 @@ def test_zipapp_is_reproducible_and_complete() -> None:
     assert a.startswith(b"#!/usr/bin/env python3\n")
     assert zipfile.ZipFile(io.BytesIO(a)).namelist() == ["__main__.py"]
     modules = unpack_sources(a)
-    expected = {"kubeseed"} | {
-        n.removesuffix(".py").removesuffix("/__init__").replace("/", ".") for n in runtime_sources()
-    }
+    expected = {"kubeseed"} | {module_name(n) for n in runtime_sources()}
     assert set(modules) == expected
     assert {"kubeseed.runtime.init.certs", "kubeseed.runtime.join.discovery"} <= expected
 
