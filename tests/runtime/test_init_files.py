@@ -9,7 +9,6 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -21,7 +20,7 @@ from kubeseed.runtime.init.versions import ControlPlaneVersion
 from tests.support.clientcert_server import kubectl, serve
 from tests.support.etcd import etcdctl, wait_healthy
 from tests.support.helpers import cloud_init_files, kubeseed, lay_out, need_tool, venv_tool
-from tests.support.master import MASTER, make_master
+from tests.support.master import MASTER, flags, make_master, manifest
 
 KILLER = Path(__file__).with_name("killer.py")
 FILE_PHASES = ["preflight", "certs", "kubeconfig", "etcd", "control-plane", "kubelet-start", "certs-timer"]
@@ -196,15 +195,6 @@ def test_kubectl_reads_admin_conf(master: Path, tmp_path: Path) -> None:
         )
         assert r.returncode == 0, r.stderr
         assert seen[0]["cn"] == "kubernetes-admin" and seen[0]["orgs"] == ["kubeadm:cluster-admins"]
-
-
-def manifest(root: Path, name: str) -> dict[str, Any]:
-    return yaml.safe_load((root / "etc/kubernetes/manifests" / f"{name}.yaml").read_text())
-
-
-def flags(pod: dict[str, Any]) -> dict[str, str]:
-    command = pod["spec"]["containers"][0]["command"]
-    return dict(arg[2:].split("=", 1) for arg in command[1:])
 
 
 @pytest.mark.parametrize("name", ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"])

@@ -24,7 +24,7 @@ from kubeseed.runtime.init import addons
 from kubeseed.runtime.init.versions import images
 from kubeseed.runtime.workflow import Context
 from tests.support.helpers import kubeseed
-from tests.support.master import MASTER, make_master
+from tests.support.master import MASTER, flags, make_master, manifest
 
 API_PHASES = (
     "wait-control-plane,upload-config,mark-control-plane,bootstrap-token,kubelet-finalize,addon,show-join-command"
@@ -36,14 +36,6 @@ def init(root: Path, *args: str, advertise: str = "127.0.0.2") -> subprocess.Com
     pyz = root / "opt/kubeseed/kubeseed-runtime.pyz"
     cmd = [sys.executable, str(pyz), "init", "--root", str(root), "--ignore-preflight-errors", "all"]
     return subprocess.run([*cmd, "--advertise-address", advertise, *args], capture_output=True, text=True, timeout=120)
-
-
-def manifest(root: Path, name: str) -> dict[str, Any]:
-    return yaml.safe_load((root / "etc/kubernetes/manifests" / f"{name}.yaml").read_text())
-
-
-def flags(pod: dict[str, Any]) -> dict[str, str]:
-    return dict(arg[2:].split("=", 1) for arg in pod["spec"]["containers"][0]["command"][1:])
 
 
 def split_host_port(text: str) -> tuple[str, str]:

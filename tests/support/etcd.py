@@ -11,19 +11,13 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
 from tests.support.helpers import need_tool
+from tests.support.master import flags, manifest
 
 PKI = "etc/kubernetes/pki"
-
-
-def manifest_flags(root: Path, name: str) -> dict[str, str]:
-    pod: dict[str, Any] = yaml.safe_load((root / "etc/kubernetes/manifests" / f"{name}.yaml").read_text())
-    return dict(a[2:].split("=", 1) for a in pod["spec"]["containers"][0]["command"][1:])
 
 
 TLS_FLAGS = {
@@ -59,7 +53,7 @@ def running_etcd(master: Path, tmp_path: Path) -> Iterator[Path]:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 pytest.fail(f"port {port} is taken: something else runs etcd here")
     args = []
-    for key, value in manifest_flags(master, "etcd").items():
+    for key, value in flags(manifest(master, "etcd")).items():
         if key in TLS_FLAGS | URL_FLAGS:
             value = value.replace("/etc/kubernetes/pki", str(master / PKI))
             value = value.replace("/var/lib/etcd", str(tmp_path / "etcd-data"))

@@ -9,6 +9,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from tests.support.apiserver import FakeAPIServer
 from tests.support.helpers import cloud_init_files, free_port, kubeseed, lay_out
@@ -47,6 +50,17 @@ def make_master(base: Path, *create_args: str, endpoint: str = "10.0.0.10:6443")
     root = base / "machine"
     lay_out(cloud_init_files((base / "master.yaml").read_bytes()), root)
     return root
+
+
+def manifest(root: Path, name: str) -> dict[str, Any]:
+    """The static pod manifest init wrote for ``name`` (etcd, kube-apiserver, ...) under ``root``."""
+    pod: dict[str, Any] = yaml.safe_load((root / "etc/kubernetes/manifests" / f"{name}.yaml").read_text())
+    return pod
+
+
+def flags(pod: dict[str, Any]) -> dict[str, str]:
+    """A static pod's command-line flags (--name=value) as a mapping."""
+    return dict(arg[2:].split("=", 1) for arg in pod["spec"]["containers"][0]["command"][1:])
 
 
 def init_file_phases(root: Path, advertise: str = "127.0.0.2") -> None:
