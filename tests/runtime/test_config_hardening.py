@@ -18,10 +18,8 @@ from kubeseed.runtime import pki
 from kubeseed.runtime.config import ConfigError, parse_node_config, split_endpoint
 from kubeseed.runtime.init import CONFIG as MASTER_FIELDS
 from tests.support.join import flags, node_zipapp
+from tests.support.master import API_PHASES
 
-API_PHASES = (
-    "wait-control-plane,upload-config,mark-control-plane,bootstrap-token,kubelet-finalize,addon,show-join-command"
-)
 GARBAGE_KEY = "-----BEGIN EC PRIVATE KEY-----\nbm90IGEga2V5\n-----END EC PRIVATE KEY-----\n"
 ANOTHER_CA_KEY = pki.key_pem(pki.new_key("ECDSA-P256")).decode()
 

@@ -20,13 +20,10 @@ from kubeseed.runtime.init.versions import ControlPlaneVersion
 from tests.support.clientcert_server import kubectl, serve
 from tests.support.etcd import etcdctl, wait_healthy
 from tests.support.helpers import cloud_init_files, kubeseed, lay_out, need_tool, venv_tool
-from tests.support.master import MASTER, flags, make_master, manifest
+from tests.support.master import API_PHASES, MASTER, flags, make_master, manifest
 
 KILLER = Path(__file__).with_name("killer.py")
 FILE_PHASES = ["preflight", "certs", "kubeconfig", "etcd", "control-plane", "kubelet-start", "certs-timer"]
-API_PHASES = (
-    "wait-control-plane,upload-config,mark-control-plane,bootstrap-token,kubelet-finalize,addon,show-join-command"
-)
 ADVERTISE = "127.0.0.2"  # a loopback address of its own, so the real etcd below can listen on it
 
 

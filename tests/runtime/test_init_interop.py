@@ -24,11 +24,8 @@ from kubeseed.runtime.init import addons
 from kubeseed.runtime.init.versions import images
 from kubeseed.runtime.workflow import Context
 from tests.support.helpers import kubeseed
-from tests.support.master import MASTER, flags, make_master, manifest
+from tests.support.master import API_PHASES, MASTER, flags, make_master, manifest
 
-API_PHASES = (
-    "wait-control-plane,upload-config,mark-control-plane,bootstrap-token,kubelet-finalize,addon,show-join-command"
-)
 PEM = "/var/lib/kubelet/pki/kubelet-client-current.pem"
 
 

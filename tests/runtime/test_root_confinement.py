@@ -22,6 +22,7 @@ from kubeseed.runtime.workflow import Context, PhaseError
 from tests.support.apiserver import FakeAPIServer
 from tests.support.helpers import cloud_init_files, kubeseed, lay_out
 from tests.support.join import NODE, check_joined, flags, join, node_zipapp
+from tests.support.master import API_PHASES
 
 
 def outside_of(root: Path) -> Path:
@@ -114,7 +115,7 @@ def test_umask_0_makes_nothing_world_writable_on_init(tmp_path: Path) -> None:
     pyz = lay_out(cloud_init_files((tmp_path / "master.yaml").read_bytes()), root)
     laid_out = modes(root, stat.S_IFDIR)
     cmd = [sys.executable, str(pyz), "init", "--root", str(root), "--ignore-preflight-errors", "all"]
-    cmd += ["--advertise-address", "127.0.0.2", "--skip-phases", init_api_phases()]
+    cmd += ["--advertise-address", "127.0.0.2", "--skip-phases", API_PHASES]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, umask=0)
     assert r.returncode == 0, r.stdout + r.stderr
     made = {d: m for d, m in modes(root, stat.S_IFDIR).items() if d not in laid_out}
@@ -123,12 +124,6 @@ def test_umask_0_makes_nothing_world_writable_on_init(tmp_path: Path) -> None:
     files = modes(root, stat.S_IFREG)
     assert all(mode & 0o022 == 0 for mode in files.values()), files
     assert all(files[str(k.relative_to(root))] == 0o600 for k in (root / "etc/kubernetes/pki").rglob("*.key"))
-
-
-def init_api_phases() -> str:
-    return (
-        "wait-control-plane,upload-config,mark-control-plane,bootstrap-token,kubelet-finalize,addon,show-join-command"
-    )
 
 
 def test_the_addon_phase_reads_no_file_through_a_symlink_out_of_the_addon_dir(
