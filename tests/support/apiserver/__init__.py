@@ -8,7 +8,10 @@ join depends on (bootstrapsigner, csrapproving, csrsigning), as they look to a c
   bearer authentication, CertificateSigningRequest create / auto-approve / sign / get;
 * a master's ``init``: client-certificate authentication, a generic object store behind the REST paths init
   uses (ConfigMaps, Secrets, RBAC, add-on workloads, ...), merge patch and server-side apply, discovery and
-  health endpoints, and (opt-in) RBAC authorization evaluated over the RBAC objects in the store.
+  health endpoints, and (opt-in) RBAC authorization evaluated over the RBAC objects in the store;
+* an ``upgrade``: field selectors on pod and node lists (drain's ``spec.nodeName=<node>``), cordon by merge patch,
+  and the ``pods/<name>/eviction`` subresource with NodeRestriction and PodDisruptionBudgets; the mirror pods of a
+  machine's static pods come from tests/support/standin_kubelet.py.
 
 Byte-level reference: ../shared/protocol/README.md sections 1-3, 5-7, 10 and the vectors next to it. What is
 simplified is said where it is done (e.g. no watch, no managedFields, apply = merge patch).

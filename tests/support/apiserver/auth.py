@@ -224,12 +224,22 @@ def subject_matches(subject: dict[str, Any], who: Identity, binding_namespace: s
     return False
 
 
+def node_name(who: Identity) -> str | None:
+    """nodeidentifier.NodeIdentity: the node a kubelet's own credential (system:node:<name>, group system:nodes)
+    speaks for; None for anyone else."""
+    if "system:nodes" not in who.groups or not who.user.startswith("system:node:"):
+        return None
+    return who.user[len("system:node:") :] or None
+
+
 def node_authorizer_allows(who: Identity, attrs: Attributes) -> bool:
     """A compact Node authorizer + NodeRestriction: what a kubelet's own credential (system:node:<name>, group
-    system:nodes) may do with the resources served here."""
-    if "system:nodes" not in who.groups or not who.user.startswith("system:node:"):
+    system:nodes) may do with the resources served here. Evictions are allowed here as the real authorizer allows
+    them; NodeRestriction's check (only pods bound to this node) is made by the eviction handler, which has the
+    pod."""
+    own = node_name(who)
+    if own is None:
         return False
-    own = who.user[len("system:node:") :]
     if (attrs.group, attrs.resource) == ("", "nodes"):
         if attrs.subresource == "status":
             return attrs.verb in ("get", "update", "patch") and attrs.name == own
@@ -238,6 +248,8 @@ def node_authorizer_allows(who: Identity, attrs: Attributes) -> bool:
         return not attrs.subresource and attrs.verb in ("update", "patch", "delete") and attrs.name == own
     if (attrs.group, attrs.resource, attrs.subresource) == (CSR_GROUP, "certificatesigningrequests", ""):
         return attrs.verb in ("create", "get", "list", "watch")
+    if (attrs.group, attrs.resource, attrs.subresource) == ("", "pods", "eviction"):
+        return attrs.verb == "create"
     if attrs.group == "" and attrs.resource in ("pods", "services", "endpoints") and not attrs.subresource:
         return attrs.verb in ("get", "list", "watch")
     return False

@@ -241,6 +241,25 @@ REVIEW_TYPES = (
     BY_PATH[(AUTHZ_GROUP, "v1", "subjectaccessreviews")],
 )
 CONFIGMAP, SECRET, NAMESPACE = (BY_KIND[("v1", k)] for k in ("ConfigMap", "Secret", "Namespace"))
+POD, PDB = BY_KIND[("v1", "Pod")], BY_KIND[("policy/v1", "PodDisruptionBudget")]
+# the field selectors each kind supports besides metadata.name and metadata.namespace (the registries'
+# GetAttrs / field label conversion funcs); booleans select as "true" / "false"
+FIELD_LABELS: dict[str, tuple[str, ...]] = {
+    "Pod": (
+        "spec.nodeName",
+        "spec.restartPolicy",
+        "spec.schedulerName",
+        "spec.serviceAccountName",
+        "spec.hostNetwork",
+        "status.phase",
+        "status.podIP",
+        "status.nominatedNodeName",
+    ),
+    "Node": ("spec.unschedulable",),
+    "Namespace": ("status.phase",),
+    "Secret": ("type",),
+}
+BOOLEAN_FIELDS = ("spec.hostNetwork", "spec.unschedulable")  # a missing one selects as "false"
 STORE_VERBS = ["create", "delete", "get", "list", "patch", "update"]  # what discovery advertises (no watch here)
 NAME_RULES: dict[str, tuple[str, int, str]] = {  # rule -> (regex, max length, validation message)
     "subdomain": (
@@ -295,6 +314,9 @@ def discovery_document(path: str, endpoint: str) -> dict[str, Any] | None:
             if (r.group, r.version) == (group, version):
                 entry = {"name": r.plural, "singularName": r.kind.lower(), "namespaced": r.namespaced, "kind": r.kind}
                 resources.append({**entry, "verbs": STORE_VERBS, **({"shortNames": [r.short]} if r.short else {})})
+        if not group:  # the eviction subresource, as kubectl drain looks for it (group and version set)
+            eviction = {"name": "pods/eviction", "singularName": "", "namespaced": True, "group": "policy"}
+            resources.append({**eviction, "version": "v1", "kind": "Eviction", "verbs": ["create"]})
         if group == AUTHZ_GROUP:
             for entry in resources:
                 entry["verbs"] = ["create"]

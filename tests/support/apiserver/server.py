@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Union
+from typing import Any, Callable, Union
 from urllib.parse import parse_qs, urlsplit
 
 from cryptography import x509
@@ -37,6 +37,7 @@ from tests.support.apiserver.auth import (
     client_cert_identity,
     forbidden,
     node_authorizer_allows,
+    node_name,
     signing_token,
 )
 from tests.support.apiserver.protocol import (
@@ -53,6 +54,7 @@ from tests.support.apiserver.protocol import (
     KUBELET_SIGNER,
     MERGE_PATCH,
     NODE_TOKEN_GROUP,
+    POD,
     RBAC_GROUP,
     REVIEW_TYPES,
     SECRET,
@@ -92,8 +94,10 @@ class FakeAPIServer:
     """kube-apiserver + controller-manager stand-in (tests only).
 
     Knobs (plain attributes): ``unavailable_for`` seconds of 503 after start, ``approve`` / ``deny`` /
-    ``approval_delay`` for the CSR approver, ``cluster_info_override`` (replaces the served cluster-info data)
-    and ``second_fetch_override`` (the kubeconfig served from the second cluster-info GET on). Records:
+    ``approval_delay`` for the CSR approver, ``cluster_info_override`` (replaces the served cluster-info data),
+    ``second_fetch_override`` (the kubeconfig served from the second cluster-info GET on) and
+    ``pod_termination_seconds`` (an evicted pod stays, with a deletionTimestamp, this long before it is gone, as a
+    kubelet takes its grace period; default 0: gone at once). Records:
     ``requests`` (method, path, user, status of each request), ``csrs`` (CSRRecord by name),
     ``cluster_info_fetches``. ``static_tokens`` (bearer token -> (user, groups)) plays ``--token-auth-file``.
     Options, keyword-only:
@@ -109,7 +113,9 @@ class FakeAPIServer:
 
     Tokens given to the constructor (``{"token", "expires", "usages", "groups"}``) authenticate and sign
     alongside bootstrap-token Secrets in the store. Non-resource URLs (health, version, discovery) are open to
-    everyone. Not served: watch, deletecollection, JSON patch, managedFields.
+    everyone. ``pods/<name>/eviction`` evicts as the real handler does (NodeRestriction, PodDisruptionBudgets by
+    their status, 429 when a budget allows no disruption); no disruption controller runs, so a test sets a
+    budget's ``status`` itself. Not served: watch, deletecollection, JSON patch, managedFields.
     """
 
     def __init__(
@@ -145,6 +151,7 @@ class FakeAPIServer:
         self.cluster_info_override: dict | None = None
         self.second_fetch_override: str | None = None
         self.csr_create_status = 201  # what a CSR create answers (some proxies say 200)
+        self.pod_termination_seconds = 0.0
         # --token-auth-file's stand-in: bearer token -> (user, groups); empty unless a test adds some
         self.static_tokens: dict[str, tuple[str, list[str]]] = {}
         self.requests: list[dict] = []
@@ -286,6 +293,34 @@ class FakeAPIServer:
             self._bootstrapsign()
             obj = self.store.get(rt, namespace or "", name)
             return copy.deepcopy(obj) if obj is not None else None
+
+    def update_object(
+        self, api_version: str, kind: str, name: str, change: Callable[[dict[str, Any]], None], namespace: str = ""
+    ) -> dict[str, Any] | None:
+        """Apply ``change`` to a copy of a stored object and store it (a new resourceVersion when it changed), all
+        under the server's lock, as a controller's read-modify-write of one field (e.g. a kubelet's status update)
+        that keeps what API clients changed meanwhile. Returns the stored copy, None if there is no such object."""
+        rt = BY_KIND[(api_version, kind)]
+        if rt == CSR_TYPE:
+            raise ValueError("update_object: CertificateSigningRequests are kept apart; use put_object")
+        with self._lock:
+            old = self.store.get(rt, namespace, name)
+            if old is None:
+                return None
+            new = copy.deepcopy(old)
+            change(new)
+            if new != old:
+                new["metadata"]["resourceVersion"] = self._next_rv()
+                self.store.put(rt, new)
+            return copy.deepcopy(new)
+
+    def delete_object(self, api_version: str, kind: str, name: str, namespace: str = "") -> dict[str, Any] | None:
+        """Remove a stored object at once (no grace period), as a kubelet removes a mirror pod; returns it, None if
+        there was none."""
+        rt = BY_KIND[(api_version, kind)]
+        with self._lock:
+            gone = self.csrs.pop(name, None) if rt == CSR_TYPE else self.store.delete(rt, namespace, name)
+            return copy.deepcopy(dict(gone)) if gone is not None else None
 
     def objects(self, api_version: str, kind: str, namespace: str | None = None) -> list[dict]:
         """Copies of the stored objects of one kind (in ``namespace``, or in all), sorted by namespace and name."""
@@ -433,6 +468,8 @@ class FakeAPIServer:
             return self._csr_request(verb, info, query, who, body)
         if info.rt in REVIEW_TYPES:
             return self._access_review(verb, info, who, body)
+        if info.rt == POD and info.subresource == "eviction":
+            return self._evict(verb, info, query, who, body, content_type)
         return self._rest_request(verb, info, query, who, body, content_type)
 
     def _access_review(self, verb: str, info: RequestInfo, who: Identity, body: bytes) -> tuple[int, Payload]:
@@ -523,6 +560,44 @@ class FakeAPIServer:
                 )
                 raise APIError(415, "UnsupportedMediaType", message)
         raise method_not_allowed()
+
+    def _evict(
+        self, verb: str, info: RequestInfo, query: dict[str, list[str]], who: Identity, body: bytes, content_type: str
+    ) -> tuple[int, Payload]:
+        """POST .../pods/<name>/eviction: RESTStorage.evict's answer; the pod goes at once, or after
+        ``pod_termination_seconds`` with a deletionTimestamp meanwhile."""
+        if verb != "create":
+            raise method_not_allowed()
+        eviction = parse_body(body, content_type == "application/yaml")
+        options = eviction.get("deleteOptions") or {}
+        dry_run = "All" in query.get("dryRun", []) or "All" in (options.get("dryRun") or [])
+        with self._lock:
+            status, answer, pod = self.rest.evict(info.namespace or "", info.name, eviction, node_name(who), dry_run)
+            if pod is not None and not dry_run and not pod["metadata"].get("deletionTimestamp"):
+                self._terminate(pod)
+        return status, answer
+
+    def _terminate(self, pod: dict[str, Any]) -> None:
+        """Delete a stored pod as the API server and its kubelet do: at once, or with a grace period."""
+        meta = pod["metadata"]
+        ns, name, uid, grace = meta["namespace"], meta["name"], meta["uid"], self.pod_termination_seconds
+        if grace <= 0:
+            self.store.delete(POD, ns, name)
+            return
+        meta["deletionTimestamp"] = rfc3339(now_utc() + dt.timedelta(seconds=grace))
+        meta["deletionGracePeriodSeconds"] = max(1, round(grace))
+        meta["resourceVersion"] = self._next_rv()
+
+        def gone() -> None:
+            with self._lock:
+                current = self.store.get(POD, ns, name)
+                if current is not None and current["metadata"]["uid"] == uid:
+                    self.store.delete(POD, ns, name)
+
+        timer = threading.Timer(grace, gone)
+        timer.daemon = True
+        self._timers.append(timer)
+        timer.start()
 
     def _served(self, rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
         """A GET answer; cluster-info reads are counted and the knobs apply to what is served (not stored)."""
@@ -895,6 +970,9 @@ class _Handler(BaseHTTPRequestHandler):
             data, content_type = json.dumps(payload, separators=(",", ":")).encode(), "application/json"
         self.send_response(status)
         self.send_header("Content-Type", content_type)
+        retry_after = payload.get("details", {}).get("retryAfterSeconds") if isinstance(payload, dict) else None
+        if retry_after:  # as responsewriters.ErrorNegotiated sets it
+            self.send_header("Retry-After", str(retry_after))
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)

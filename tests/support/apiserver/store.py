@@ -15,8 +15,12 @@ import yaml
 
 from tests.support.apiserver.auth import Attributes
 from tests.support.apiserver.protocol import (
+    BOOLEAN_FIELDS,
     BY_PATH,
+    FIELD_LABELS,
     NAMESPACE,
+    PDB,
+    POD,
     VERBS,
     APIError,
     ResourceType,
@@ -26,6 +30,7 @@ from tests.support.apiserver.protocol import (
     name_error,
     now_utc,
     rfc3339,
+    status_body,
 )
 
 # == object store and REST semantics =========================================================================
@@ -145,18 +150,73 @@ def _selector_matches(selector: str, labels: dict[str, str]) -> bool:
     return True
 
 
-def _fields_match(selector: str, obj: dict[str, Any]) -> bool:
-    meta = obj.get("metadata") or {}
-    fields = {"metadata.name": meta.get("name", ""), "metadata.namespace": meta.get("namespace", "")}
-    if "type" in obj:
-        fields["type"] = obj["type"]
+def _field_value(obj: dict[str, Any], label: str) -> str:
+    value: Any = obj
+    for key in label.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    if label in BOOLEAN_FIELDS or isinstance(value, bool):
+        return "true" if value is True else "false"
+    return "" if value is None else str(value)
+
+
+def _field_requirements(selector: str, kind: str) -> list[tuple[str, bool, str]]:
+    """A field selector as (label, equal?, value) terms, checked before anything is listed: ``metadata.name``,
+    ``metadata.namespace`` and the kind's own (FIELD_LABELS); 400 for any other label."""
+    supported = ("metadata.name", "metadata.namespace", *FIELD_LABELS.get(kind, ()))
+    terms = []
     for term in filter(None, (t.strip() for t in selector.split(","))):
         m = re.fullmatch(r"([^!=]+?)\s*(==|=|!=)\s*(.*)", term)
-        if m is None or m.group(1) not in fields:
+        if m is None or m.group(1) not in supported:
             raise bad_request(f'"{term}": field label not supported')
-        if (fields[m.group(1)] == m.group(3)) != (m.group(2) != "!="):
+        terms.append((m.group(1), m.group(2) != "!=", m.group(3)))
+    return terms
+
+
+def label_selector_matches(selector: dict[str, Any], labels: dict[str, str]) -> bool | None:
+    """metav1.LabelSelectorAsSelector(selector).Matches(labels): ``matchLabels`` and ``matchExpressions`` (In,
+    NotIn, Exists, DoesNotExist); None when the selector is invalid."""
+    match_labels, expressions = selector.get("matchLabels") or {}, selector.get("matchExpressions") or []
+    if not isinstance(match_labels, dict) or not isinstance(expressions, list):
+        return None
+    if any(labels.get(k) != v for k, v in match_labels.items()):
+        return False
+    for expr in expressions:
+        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        if op == "In" and values:
+            ok = labels.get(key) in values
+        elif op == "NotIn" and values:
+            ok = labels.get(key) not in values
+        elif op in ("Exists", "DoesNotExist") and not values:
+            ok = (key in labels) == (op == "Exists")
+        else:
+            return None
+        if not ok:
             return False
     return True
+
+
+def pod_ready(pod: dict[str, Any]) -> bool:
+    """podutil.IsPodReady: the Ready condition is True."""
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+EVICTION_VERSIONS = ("policy/v1", "policy/v1beta1")
+BUDGET_VIOLATION = "Cannot evict pod as it would violate the pod's disruption budget."
+MAX_DISRUPTED_PODS = 2000
+
+
+def _too_many_requests(retry_after: int, cause: str) -> APIError:
+    """errors.NewTooManyRequests(BUDGET_VIOLATION, retry_after) with a DisruptionBudget cause (eviction.go)."""
+    details: dict[str, Any] = {"causes": [{"reason": "DisruptionBudget", "message": cause}]}
+    if retry_after:
+        details["retryAfterSeconds"] = retry_after
+    return APIError(429, "TooManyRequests", BUDGET_VIOLATION, details)
+
+
+def _budget_forbidden(name: str, why: str) -> APIError:
+    message = f'poddisruptionbudget.policy "{name}" is forbidden: {why}'
+    return APIError(403, "Forbidden", message, _details(name, "policy", "poddisruptionbudget"))
 
 
 class RESTStorage:
@@ -263,10 +323,12 @@ class RESTStorage:
 
     def list(self, rt: ResourceType, namespace: str | None, query: dict[str, list[str]]) -> dict[str, Any]:
         labels, fields = (query.get(k, [""])[0] for k in ("labelSelector", "fieldSelector"))
+        terms = _field_requirements(fields, rt.kind)
         items = []
         for obj in self.store.items(rt, namespace):
             obj_labels = (obj.get("metadata") or {}).get("labels") or {}
-            if _selector_matches(labels, obj_labels) and _fields_match(fields, obj):
+            fields_match = all((_field_value(obj, label) == value) == equal for label, equal, value in terms)
+            if _selector_matches(labels, obj_labels) and fields_match:
                 item = copy.deepcopy(obj)
                 item.pop("kind", None)  # list items carry no TypeMeta on the wire
                 item.pop("apiVersion", None)
@@ -326,6 +388,78 @@ class RESTStorage:
             self.store.delete(rt, namespace, name)
         details = _details(name, rt.group, rt.plural, uid=old["metadata"].get("uid", ""))
         return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}
+
+    # -- the pods/eviction subresource (pkg/registry/core/pod/storage/eviction.go) ------------------------------
+    def evict(
+        self, namespace: str, name: str, eviction: dict[str, Any], node: str | None, dry_run: bool = False
+    ) -> tuple[int, dict[str, Any], dict[str, Any] | None]:
+        """(HTTP status, Status body, the pod to delete -- None when nothing is to be deleted) for a policy/v1 (or
+        v1beta1) Eviction POSTed by a client that is ``node``'s kubelet or (None) anyone else. The caller deletes
+        the pod (at once or gracefully); PodDisruptionBudget status is decremented here, as the real handler does."""
+        if eviction.get("apiVersion") not in (None, *EVICTION_VERSIONS):
+            version = eviction["apiVersion"]
+            raise bad_request(f"the API version in the data ({version}) does not match the expected API version (v1)")
+        if eviction.get("kind") not in (None, "Eviction"):
+            raise _decode_error(str(eviction["kind"]), "Eviction", f'no kind "{eviction["kind"]}" is registered')
+        if node is not None:  # the NodeRestriction admission plugin: a node evicts only pods bound to itself
+            if (self.existing(POD, namespace, name).get("spec") or {}).get("nodeName") != node:
+                why = f"node {node} can only evict pods with spec.nodeName set to itself"
+                raise APIError(403, "Forbidden", f'pods "{name}" is forbidden: {why}', _details(name, "", "pods"))
+        if (eviction.get("metadata") or {}).get("name") != name:
+            raise bad_request("name in URL does not match name in Eviction object")
+        pod = self.existing(POD, namespace, name)
+        success = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
+        phase = (pod.get("status") or {}).get("phase")
+        if phase in ("Succeeded", "Failed", "Pending") or pod["metadata"].get("deletionTimestamp"):
+            return 201, success, pod  # canIgnorePDB: no budget to check
+        labels = pod["metadata"].get("labels") or {}
+        budgets = [
+            pdb
+            for pdb in self.store.items(PDB, namespace)
+            if (pdb.get("spec") or {}).get("selector")  # nil or empty selects nothing
+            and label_selector_matches(pdb["spec"]["selector"], labels)
+        ]
+        if len(budgets) > 1:
+            message = "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support."
+            body = status_body(500, "", message)
+            del body["reason"]  # metav1.Status omits an empty reason
+            return 500, body, None
+        if budgets:
+            self._take_disruption(budgets[0], name, pod_ready(pod), dry_run)
+        return 201, success, pod
+
+    def _take_disruption(self, pdb: dict[str, Any], pod_name: str, ready: bool, dry_run: bool) -> None:
+        """checkAndDecrement: raises 429/403 when the budget allows no disruption now, else spends one."""
+        status, name = pdb.get("status") or {}, pdb["metadata"]["name"]
+        current, desired = int(status.get("currentHealthy") or 0), int(status.get("desiredHealthy") or 0)
+        if not ready and current >= desired > 0:
+            return  # an unready pod counts for nothing: evicting it costs no disruption
+        if int(status.get("observedGeneration") or 0) < int(pdb["metadata"].get("generation") or 0):
+            raise _too_many_requests(10, f"The disruption budget {name} is still being processed by the server.")
+        allowed = int(status.get("disruptionsAllowed") or 0)
+        if allowed < 0:
+            raise _budget_forbidden(name, "pdb disruptions allowed is negative")
+        if len(status.get("disruptedPods") or {}) > MAX_DISRUPTED_PODS:
+            raise _budget_forbidden(
+                name, "DisruptedPods map too big - too many evictions not confirmed by PDB controller"
+            )
+        if allowed == 0:
+            raise _too_many_requests(
+                0, f"The disruption budget {name} needs {desired} healthy pods and has {current} currently"
+            )
+        if dry_run:
+            return
+        status = pdb.setdefault("status", {})
+        status["disruptionsAllowed"] = allowed - 1
+        status.setdefault("disruptedPods", {})[pod_name] = rfc3339(now_utc())
+        if allowed == 1:  # pdbhelper.UpdateDisruptionAllowedCondition
+            conditions = [c for c in status.get("conditions") or [] if c.get("type") != "DisruptionAllowed"]
+            cond: dict[str, Any] = {"type": "DisruptionAllowed", "status": "False"}
+            if status.get("observedGeneration"):
+                cond["observedGeneration"] = status["observedGeneration"]
+            cond.update(lastTransitionTime=rfc3339(now_utc()), reason="InsufficientPods", message="")
+            status["conditions"] = [*conditions, cond]
+        pdb["metadata"]["resourceVersion"] = self.next_rv()
 
     @staticmethod
     def _precondition(rt: ResourceType, obj: dict[str, Any], old: dict[str, Any], name: str) -> None:
