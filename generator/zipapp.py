@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import builtins
 import bz2
 import io
 import re
@@ -311,6 +312,188 @@ def short_attribute_names(sources: dict[str, str]) -> dict[str, str]:
     return out
 
 
+def positional_only(sources: dict[str, str]) -> dict[str, str]:
+    """``sources`` (one build's modules) with the leading parameters of their functions and lambdas made
+    positional-only up to the first one a call in the build may pass by keyword (see _keywords): the minifier
+    renames positional-only parameters in place, and then drops the ``/``, where it must otherwise bind each a short
+    local name (``def f(ctx):A=ctx;...``). Never in a class with a base from outside the build, even through one of
+    its own (the base, or the library calling it, may pass them by keyword), nor in a decorated function but a
+    property; nowhere if a call passes ``**``."""
+    trees = {name: ast.parse(text) for name, text in sources.items()}
+    found = _keywords(trees)
+    if found is None:
+        return sources
+    anywhere, by_name = found
+    classes = {c.name: c for tree in trees.values() for c in ast.walk(tree) if isinstance(c, ast.ClassDef)}
+    foreign: set[str] = set()  # classes with a foreign base, through their own ones too
+
+    def based_abroad(cls: ast.ClassDef) -> bool:
+        return any(not isinstance(b, ast.Name) or b.id not in classes or b.id in foreign for b in cls.bases)
+
+    while len(foreign) < len(foreign | {n for n, c in classes.items() if based_abroad(c)}):
+        foreign |= {n for n, c in classes.items() if based_abroad(c)}
+    hooks = {id(f) for n in foreign for f in classes[n].body if isinstance(f, ast.FunctionDef)}
+    for tree in trees.values():
+        for func in ast.walk(tree):
+            if isinstance(func, ast.FunctionDef) and any(ast.unparse(d) != "property" for d in func.decorator_list):
+                continue  # a decorator's wrapper may call it by keyword
+            if isinstance(func, (ast.FunctionDef, ast.Lambda)) and id(func) not in hooks:
+                passed = anywhere | by_name.get(getattr(func, "name", ""), set())
+                args = func.args
+                n = next((i for i, a in enumerate(args.args) if a.arg in passed), len(args.args))
+                args.posonlyargs, args.args = args.posonlyargs + args.args[:n], args.args[n:]
+    return {name: ast.unparse(tree) for name, tree in trees.items()}
+
+
+def _keywords(trees: dict[str, ast.Module]) -> tuple[set[str], dict[str, set[str]]] | None:
+    """The keyword names the calls in ``trees`` may pass to the build's own functions: to any of them, and to the
+    functions of one name (a class's name stands for its ``__init__``); None if a call passes ``**``. A call's
+    keywords go:
+    - to the functions of its callee's name where that name is only ever a function's or a class's, not a variable
+      or an assigned attribute (``f(x=1)``, ``obj.method(x=1)``, ``Class(x=1)``);
+    - nowhere where the callee is a dataclass of the build (they are its fields), or is foreign (a builtin, a name
+      only a foreign import binds, an attribute of a foreign module, an attribute the build never defines nor
+      assigns) and passes them on to no argument (builtins never do; others might, ``partial(f, x=1)``, when an
+      argument is more than a literal);
+    - else to any function (a variable, an attribute or an expression may hold any of them)."""
+    defs: set[str] = set()  # names of the build's functions and classes
+    classes: set[str] = set()
+    dataclasses: set[str] = set()  # those of its classes whose __init__ dataclass writes
+    variables: set[str] = set()  # names that may hold a function: every other binding, and parameters
+    attributes: set[str] = set()  # attributes that may: assigned ones, class attributes, module variables
+    for tree in trees.values():
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                defs.add(node.name)
+            if isinstance(node, ast.ClassDef):
+                classes.add(node.name)
+            if isinstance(node, (ast.ClassDef, ast.Module)):
+                assigns = [s for s in node.body if isinstance(s, (ast.Assign, ast.AnnAssign))]
+                attributes.update(n.id for s in assigns for n in ast.walk(s) if isinstance(n, ast.Name))
+            if isinstance(node, ast.ClassDef) and any("dataclass" in ast.unparse(d) for d in node.decorator_list):
+                if not any(isinstance(f, ast.FunctionDef) and f.name == "__init__" for f in node.body):
+                    dataclasses.add(node.name)
+            elif isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+                variables.add(node.id)
+            elif isinstance(node, ast.Attribute) and not isinstance(node.ctx, ast.Load):
+                attributes.add(node.attr)
+            elif isinstance(node, ast.arg):
+                variables.add(node.arg)
+    anywhere: set[str] = set()
+    by_name: dict[str, set[str]] = {}
+    for tree in trees.values():
+        foreign = {  # the names foreign imports bind in this module
+            (a.asname or a.name).split(".")[0]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import)
+            or (isinstance(node, ast.ImportFrom) and not (node.level or (node.module or "").startswith("kubeseed")))
+            for a in node.names
+        }
+        foreign -= variables | defs  # unless a variable or a function of the build has the name too
+        bound = _module_bindings(tree) | variables | defs
+        for call in ast.walk(tree):
+            if not isinstance(call, ast.Call) or not call.keywords:
+                continue
+            passed = {k.arg for k in call.keywords if k.arg}
+            if len(passed) < len(call.keywords):
+                return None
+            func, name, ours, theirs, builtin = call.func, "", False, False, False
+            if isinstance(func, ast.Name):
+                name = func.id
+                ours = name in defs and name not in variables
+                builtin = hasattr(builtins, name) and name not in bound
+                theirs = builtin or name in foreign
+            elif isinstance(func, ast.Attribute):
+                name, root = func.attr, func.value
+                while isinstance(root, ast.Attribute):
+                    root = root.value
+                ours = name in defs and name not in attributes
+                theirs = (isinstance(root, ast.Name) and root.id in foreign) or (not ours and name not in attributes)
+            literals = (ast.Constant, ast.JoinedStr, ast.List, ast.Tuple, ast.Dict, ast.BinOp)
+            forwards = not builtin and not all(isinstance(a, literals) for a in call.args)
+            if ours and name in dataclasses or theirs and not forwards:
+                continue
+            if ours and not theirs:
+                by_name.setdefault(name, set()).update(passed)
+            else:
+                anywhere.update(passed)
+    for name in classes & set(by_name):  # what calling a class passes, its __init__ (or a base's) takes
+        by_name.setdefault("__init__", set()).update(by_name[name])
+    return anywhere, by_name
+
+
+def inline_constants(sources: dict[str, str]) -> dict[str, str]:
+    """``sources`` (one build's modules) with each module-level constant that is read once written where it is
+    read, and its assignment gone: a string, number or tuple of them, bound once to a plain name no other module
+    reads (nor the CLI) and no string names, in a module that binds that name nowhere else (no local, parameter
+    or import of it)."""
+    exported = _exported(sources)
+    named = {  # getattr(module, "NAME"), globals()["NAME"]
+        n.value
+        for text in sources.values()
+        for n in ast.walk(ast.parse(text))
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value.isidentifier()
+    }
+    out = {}
+    for path, text in sources.items():
+        tree = ast.parse(text)
+        bindings: dict[str, int] = {}
+        reads: dict[str, int] = {}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+                reads[node.id] = reads.get(node.id, 0) + 1
+            else:
+                for name in _binds(node):
+                    bindings[name] = bindings.get(name, 0) + 1
+        keep = exported.get(path, frozenset()) | named | {"main", *ROLE_INTERFACE}
+        values = {
+            stmt.targets[0].id: stmt.value
+            for stmt in tree.body
+            if isinstance(stmt, ast.Assign)
+            and len(stmt.targets) == 1
+            and isinstance(stmt.targets[0], ast.Name)
+            and all(isinstance(v, ast.Constant) for v in getattr(stmt.value, "elts", [stmt.value]))
+            and isinstance(stmt.value, (ast.Constant, ast.Tuple))
+            and bindings.get(stmt.targets[0].id) == 1
+            and reads.get(stmt.targets[0].id) == 1
+            and stmt.targets[0].id not in keep
+            and not stmt.targets[0].id.startswith("__")
+        }
+        if values:
+            tree.body = [s for s in tree.body if not (isinstance(s, ast.Assign) and _target(s) in values)]
+            for node in ast.walk(tree):
+                for field, value in ast.iter_fields(node):
+                    if isinstance(value, ast.Name) and value.id in values:
+                        setattr(node, field, values[value.id])
+                    elif isinstance(value, list):
+                        value[:] = [values.get(v.id, v) if isinstance(v, ast.Name) else v for v in value]
+            text = ast.unparse(tree)
+        out[path] = text
+    return out
+
+
+def _target(stmt: ast.Assign) -> str:
+    return stmt.targets[0].id if len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name) else ""
+
+
+def _binds(node: ast.AST) -> list[str]:
+    """The names ``node`` binds (or unbinds) itself: assignment targets, parameters, definitions, imports,
+    ``except ... as``, ``global`` and ``nonlocal`` (which bind elsewhere)."""
+    if isinstance(node, ast.Name):
+        return [node.id]  # Store or Del
+    if isinstance(node, ast.arg):
+        return [node.arg]
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return [node.name]
+    if isinstance(node, ast.ExceptHandler):
+        return [node.name] if node.name else []
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        return [(a.asname or a.name).split(".")[0] for a in node.names]
+    if isinstance(node, (ast.Global, ast.Nonlocal)):
+        return list(node.names) * 2  # never a constant to inline
+    return []
+
+
 def _dests(call: ast.Call) -> set[str]:
     """The attribute names argparse sets for one add_argument call (its dest, or each option's name)."""
     names = {str(k.value.value) for k in call.keywords if k.arg == "dest" and isinstance(k.value, ast.Constant)}
@@ -344,6 +527,11 @@ def _foreign_attributes(node: ast.Import | ast.ImportFrom) -> set[str]:
                 if isinstance(value, type):
                     found.update(dir(value))
     return found
+
+
+@lru_cache(maxsize=1)
+def _builtin_names() -> frozenset[str]:
+    return frozenset(dir(builtins))
 
 
 @lru_cache(maxsize=1)
@@ -399,7 +587,7 @@ def shrink(source: str, keep: frozenset[str] | None = None, exported: frozenset[
     other modules import from this one), unused names of its kubeseed imports go too (those only annotations
     used). python-minifier is pinned: same inputs, same bytes."""
     tree = ast.parse(source)
-    if any(_type_checking(node) for node in tree.body) or _plain_class_annotations(tree):
+    if any(_type_checking(node) for node in tree.body) or _class_annotations(tree):
         source = ast.unparse(_without_type_checking(tree))
     small = str(
         python_minifier.minify(
@@ -407,22 +595,31 @@ def shrink(source: str, keep: frozenset[str] | None = None, exported: frozenset[
             remove_literal_statements=True,
             hoist_literals=False,  # hoisted literals pack worse once the whole runtime is compressed
             rename_globals=True,
-            preserve_globals=sorted(shared_names() if keep is None else keep),  # modules import each other's names
+            # modules import each other's names; builtins stay as they are (aliases like E=isinstance pack worse)
+            preserve_globals=sorted((shared_names() if keep is None else keep) | _builtin_names()),
             remove_asserts=True,  # the runtime's asserts only narrow types for mypy
         )
     )
     return _drop_unused_typing(small, exported)
 
 
-def _plain_class_annotations(tree: ast.Module) -> bool:
+def _class_annotations(tree: ast.Module) -> bool:
     """Turn ``name: T = value`` into ``name = value`` in the classes that are not dataclasses (only a dataclass
-    reads its annotations); whether there were any."""
+    reads its annotations), and ``name: T`` into ``name: 0`` in dataclasses (a dataclass needs the annotation to
+    make a field, not the type, unless it is a ClassVar, an InitVar or KW_ONLY); whether there were any."""
     found = False
     for cls in ast.walk(tree):
-        if not isinstance(cls, ast.ClassDef) or any("dataclass" in ast.unparse(d) for d in cls.decorator_list):
+        if not isinstance(cls, ast.ClassDef):
             continue
+        dataclass = any("dataclass" in ast.unparse(d) for d in cls.decorator_list)
         for i, node in enumerate(cls.body):
-            if isinstance(node, ast.AnnAssign) and node.value is not None and isinstance(node.target, ast.Name):
+            if not isinstance(node, ast.AnnAssign) or not isinstance(node.target, ast.Name):
+                continue
+            if dataclass:
+                if not re.search(r"ClassVar|InitVar|KW_ONLY", ast.unparse(node.annotation)):
+                    node.annotation = ast.Constant(0)
+                    found = True
+            elif node.value is not None:
                 cls.body[i] = ast.Assign([node.target], node.value, lineno=node.lineno)
                 found = True
     return found
@@ -435,7 +632,7 @@ def _drop_unused_typing(source: str, exported: frozenset[str] | None = None) -> 
     ``exported``: unused names of relative imports too, except those other modules import from this one."""
     tree = ast.parse(source)
     used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
-    annotated = any(isinstance(n, ast.AnnAssign) for n in ast.walk(tree))
+    annotated = any(isinstance(n, ast.AnnAssign) and not isinstance(n.annotation, ast.Constant) for n in ast.walk(tree))
     lines, dropped = source.split("\n"), set()
     for node in tree.body:
         if not isinstance(node, ast.ImportFrom) or node.lineno != node.end_lineno:
@@ -540,7 +737,7 @@ def build_zipapp(role: str | None = None, minify: bool = True) -> bytes:
             code[CLI] = without_help(code[CLI])
     sources = {"kubeseed/__init__.py": ""}
     if minify:
-        code = short_shared_names(short_attribute_names(prune(code)))
+        code = inline_constants(positional_only(short_shared_names(short_attribute_names(prune(code)))))
         keep, exported = shared_names_of(code.values()), _exported(code)
         code = {n: shrink(t, keep, exported.get(n, frozenset())) for n, t in code.items()}
     sources.update(code)

@@ -16,7 +16,9 @@ import pytest
 from kubeseed.generator.zipapp import (
     build_zipapp,
     imports,
+    inline_constants,
     module_name,
+    positional_only,
     prune,
     role_modules,
     runtime_sources,
@@ -187,3 +189,80 @@ def test_short_attribute_names_renames_only_what_is_safe() -> None:
     scope: dict = {}
     exec(out, scope)
     assert scope["make"]() == ("x", 3, 2, 2)
+
+
+def test_positional_only_renames_parameters_no_call_names() -> None:
+    sources = {
+        "kubeseed/a.py": "import dataclasses, functools, json\n"
+        "@dataclasses.dataclass\nclass Conf:\n    name: str\n"
+        "def helper(context_value, indent, name, keyed, after):\n"
+        "    return (context_value, indent, name, keyed, after)\n"
+        "def later(callback_arg, forwarded):\n    return (callback_arg, forwarded)\n"
+        "class Hook(json.JSONEncoder):\n    def default(self, value):\n        return 1\n"
+        "class Deeper(Hook):\n    def encode(self, value):\n        return 2\n"
+        "@functools.lru_cache()\ndef cached(cache_key):\n    return cache_key\n"
+        "def main():\n    json.dumps([1], indent=1)\n    print('x', end='')\n    Conf(name='n')\n"
+        "    bound = functools.partial(later, forwarded=2)\n"
+        "    return helper(1, 2, 3, keyed=4, after=5), bound(1)\n",
+    }
+    out = positional_only(sources)["kubeseed/a.py"]
+    tree = ast.parse(out)
+    params = {
+        f.name: ([a.arg for a in f.args.posonlyargs], [a.arg for a in f.args.args])
+        for f in ast.walk(tree)
+        if isinstance(f, ast.FunctionDef)
+    }
+    # foreign calls' keywords (json.dumps, print) and a dataclass's (its fields) bind no parameter of the build
+    assert params["helper"] == (["context_value", "indent", "name"], ["keyed", "after"])
+    assert params["later"] == (["callback_arg"], ["forwarded"])  # partial passes its keywords on
+    assert params["default"] == ([], ["self", "value"]) and params["encode"] == ([], ["self", "value"])
+    assert params["cached"] == ([], ["cache_key"])  # the decorator's wrapper may pass it by keyword
+    small = shrink(out)
+    assert "context_value" not in small  # renamed in place, not bound anew to a short name
+    assert "/" not in small  # the minifier makes them plain parameters again
+    scope: dict = {}
+    exec(small, scope)
+    assert scope["main"]() == ((1, 2, 3, 4, 5), (1, 2))
+    starred = {"kubeseed/b.py": "def f(a):\n    return a\ndef g(**kw):\n    return f(**kw)\n"}
+    assert positional_only(starred) == starred  # a ** call may pass any name
+
+
+def test_inline_constants_writes_a_constant_read_once_where_it_is_read() -> None:
+    sources = {
+        "kubeseed/a.py": "ONCE = ('x', 1)\nTWICE = 'y'\nSHARED = 'z'\nSHADOWED = 'w'\nDONE = 'done'\n"
+        "def f():\n    return ONCE, TWICE + TWICE, DONE\n"
+        "def g():\n    return SHADOWED\n"
+        "def h(SHADOWED):\n    return 0\n",
+        "kubeseed/b.py": "from .a import SHARED\n",
+    }
+    out = inline_constants(sources)
+    a = out["kubeseed/a.py"]
+    assert "ONCE" not in a and "return (('x', 1), TWICE + TWICE, DONE)" in a
+    assert "TWICE = 'y'" in a and "SHARED = 'z'" in a and "SHADOWED = 'w'" in a and "DONE = 'done'" in a
+    assert out["kubeseed/b.py"] == sources["kubeseed/b.py"]
+    scope: dict = {}
+    exec(a, scope)
+    assert scope["f"]() == (("x", 1), "yy", "done") and scope["g"]() == "w" and scope["h"](1) == 0
+
+
+def test_shrink_leaves_builtins_and_only_the_dataclass_annotations_it_needs() -> None:
+    sample = """from dataclasses import dataclass, field
+from typing import ClassVar, Dict, List
+@dataclass
+class Conf:
+    KIND: ClassVar[str] = "conf"
+    names: List[str]
+    extra: Dict[str, str] = field(default_factory=dict)
+def check(a, b, c, d):
+    return isinstance(a, str) and isinstance(b, str) and isinstance(c, str) and isinstance(d, str)
+def main() -> Conf:
+    return Conf(["a"]), Conf.KIND, check("a", "b", "c", "d")
+"""
+    small = shrink(sample)
+    assert "=isinstance" not in small  # aliased builtins pack worse across modules
+    assert "names:0" in small and "List" not in small and "Dict" not in small  # a field needs an annotation only
+    assert "ClassVar" in small  # which says it is no field
+    scope: dict = {}
+    exec(compile(small, "sample", "exec", dont_inherit=True), scope)  # not this file's __future__ annotations
+    conf, kind, ok = scope["main"]()
+    assert (conf.names, conf.extra, kind, ok) == (["a"], {}, "conf", True)
