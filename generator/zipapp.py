@@ -98,6 +98,11 @@ def _without_type_checking(tree: ast.Module) -> ast.Module:
     return tree
 
 
+# What only the full runtime carries: upgrade's phases. A role's `upgrade` first installs the cluster's published
+# runtime (the full one, which `kubeseed upgrade apply` publishes) and runs that; a master's payload stays small.
+FULL_ONLY = tuple(f"{PACKAGE}.upgrade.{m}" for m in ("phases", "controlplane", "drain", "packages"))
+
+
 def role_modules(role: str) -> list[str]:
     """The import closure of what ``role``'s first boot runs: the CLI and the role's package (which the CLI
     imports by name), with every package above each module. Computed, never listed by hand."""
@@ -108,7 +113,7 @@ def role_modules(role: str) -> list[str]:
     seen: set[str] = set()
     while todo:
         name = todo.pop()
-        if name in seen or name not in modules:
+        if name in seen or name not in modules or name in FULL_ONLY:
             continue
         seen.add(name)
         path = modules[name]

@@ -18,7 +18,7 @@ COMMANDS = {"master": "init", "node": "join"}  # each role's command is its pack
 # Day-2 commands: command -> module (under kubeseed.runtime) with add_parser(sub), run(args) -> int and, if it adds
 # to `status`, status(ctx). A master's payload and the full runtime carry them; a node's first-boot runtime is built
 # without what reads DAY2 (generator/zipapp.py): its payload must fit EC2's user-data.
-DAY2 = {"certs": "init.certcmd", "reset": "reset"}
+DAY2 = {"certs": "init.certcmd", "reset": "reset", "upgrade": "upgrade"}
 
 
 def load_role(role: str) -> Any:

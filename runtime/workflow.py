@@ -42,6 +42,7 @@ class Context:
         self.out = out or sys.stdout
         self.timeout, self.deadline = timeout, time.monotonic() + timeout
         self.verbose = verbose
+        self.state = STATE_PATH  # where run() records the phases (upgrade keeps its own)
 
     def path(self, p: str) -> str:
         """``p`` on the machine, or inside ``--root``."""
@@ -106,7 +107,7 @@ def write_atomic(path: str, data: Union[str, bytes], mode: int = 0o600) -> None:
 
 def load_state(ctx: Context) -> Dict[str, Any]:
     try:
-        with open(ctx.path(STATE_PATH)) as f:
+        with open(ctx.path(ctx.state)) as f:
             state = json.load(f)
         return state if isinstance(state, dict) and isinstance(state.get("phases"), dict) else {"phases": {}}
     except (OSError, ValueError):
@@ -141,7 +142,7 @@ def run(ctx: Context, phases: List[Phase], only: str = "", skip: frozenset = fro
     global ROOT
     ROOT, fd = ctx.root, -1
     try:
-        fd = os.open(os.path.dirname(_writable(ctx.path(STATE_PATH))), os.O_RDONLY)
+        fd = os.open(os.path.dirname(_writable(ctx.path(ctx.state))), os.O_RDONLY)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -191,7 +192,7 @@ def _run(ctx: Context, phases: List[Phase], only: str, skip: frozenset) -> int:
         if message:
             rec["message"] = message = clean(message)
         state["phases"][phase.name] = rec
-        write_atomic(ctx.path(STATE_PATH), json.dumps(state, indent=1) + "\n")
+        write_atomic(ctx.path(ctx.state), json.dumps(state, indent=1) + "\n")
         _log(ctx, dict(rec, command=ctx.command, phase=phase.name))
         print(f"[{phase.name}] {phase.title}... {_mark(ok, ctx.out)}", file=ctx.out, flush=True)  # not say: colours
         if not ok:
@@ -203,7 +204,7 @@ def _run(ctx: Context, phases: List[Phase], only: str, skip: frozenset) -> int:
 def status(ctx: Context) -> int:
     state = load_state(ctx)
     if not state["phases"]:
-        ctx.say(f"nothing has run yet (no {ctx.path(STATE_PATH)})")
+        ctx.say(f"nothing has run yet (no {ctx.path(ctx.state)})")
         return 0
     ctx.say(f"command: {state.get('command', '?')}")
     ctx.say(f"{'PHASE':<22}{'RESULT':<9}DURATION")

@@ -189,14 +189,14 @@ def cluster_info(ctx: Context) -> str:
     )
 
 
-def bootstrap_token(ctx: Context) -> None:
-    """Token Secrets, cluster-info for anonymous discovery, and the bindings that let token holders create
-    CSRs and get node client certificates approved (and renewed)."""
+def bootstrap_rbac() -> List[dict]:
+    """The RBAC rules bootstrap tokens need (anonymous reads of cluster-info; token holders create CSRs and have
+    node client certificates approved and renewed; they read nodes), as kubeadm's init makes and upgrade renews
+    them."""
     anonymous = [("User", "system:anonymous")]
     nodes = [("Group", NODE_GROUP)]
     csrs = "system:certificates.k8s.io:certificatesigningrequests:"
-    objects = [token_secret(t) for t in live_tokens(ctx)] + [
-        configmap("cluster-info", "kube-public", {"kubeconfig": cluster_info(ctx)}),
+    return [
         role(
             "Role",
             "kubeadm:bootstrap-signer-clusterinfo",
@@ -223,6 +223,13 @@ def bootstrap_token(ctx: Context) -> None:
         role("ClusterRole", "kubeadm:get-nodes", [rule([""], ["nodes"], ["get"])]),
         binding("ClusterRoleBinding", "kubeadm:get-nodes", "ClusterRole", "kubeadm:get-nodes", nodes),
     ]
+
+
+def bootstrap_token(ctx: Context) -> None:
+    """Token Secrets, cluster-info for anonymous discovery, and the bindings that let token holders create
+    CSRs and get node client certificates approved (and renewed)."""
+    cluster = configmap("cluster-info", "kube-public", {"kubeconfig": cluster_info(ctx)})
+    objects = [token_secret(t) for t in live_tokens(ctx)] + [cluster] + bootstrap_rbac()
     with_client(ctx, "admin.conf", lambda c: c.apply_all(objects))
 
 

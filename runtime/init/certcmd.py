@@ -225,9 +225,10 @@ def renew(
     within: Optional[int] = None,
     new_key: bool = False,
     now: Optional[datetime.datetime] = None,
+    restart: bool = True,
 ) -> List[str]:
     """Renew ``name`` (or all), only those with fewer than ``within`` days left when given; restart the static
-    pods when any was renewed. The names renewed."""
+    pods when any was renewed (unless ``restart`` is False: upgrade replaces them anyway). The names renewed."""
     from .. import pki
     from ..keys import key_pem, load_key
     from ..keys import new_key as make_key
@@ -269,7 +270,8 @@ def renew(
     if not renewed:
         ctx.say(f"[renew] nothing expires within {within} days" if within is not None else "[renew] nothing to renew")
         return renewed
-    restart_static_pods(ctx, now)
+    if restart:
+        restart_static_pods(ctx, now)
     return renewed
 
 

@@ -10,6 +10,7 @@ from .controlplane import MANIFESTS, PKI, advertise_address, config, host_port, 
 from .versions import image
 
 P = PKI + "/"
+ADVERTISED = "kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint"  # where kubeadm's upgrade reads it
 Mount = Tuple[str, str, str, bool]  # (volume, host path = mount path, hostPath type, read-only)
 CA_CERTS = "/etc/ssl/certs"  # always mounted (volume ca-certs)
 # kubeadm's caCertsExtraVolumePaths (phases/controlplane/volumes.go), mounted only where they exist: up to 1.30
@@ -203,7 +204,7 @@ def control_plane_pods(ctx: Context) -> List[dict]:
         api_probes,
         "250m",
         cas + pki_mount,
-        {"kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint": host_port(ip, 6443)},
+        {ADVERTISED: host_port(ip, 6443)},
     )
     cm_conf = "/etc/kubernetes/controller-manager.conf"
     cm_flags = {

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 def phases() -> List[Phase]:
     from .discovery import discovery
-    from .kubelet import kubelet_config, kubelet_start
+    from .kubelet import kubelet_config, kubelet_start, runtime
     from .tlsbootstrap import tls_bootstrap
 
     return [
@@ -21,6 +21,7 @@ def phases() -> List[Phase]:
         Phase("tls-bootstrap", "Bootstrapping certificates", tls_bootstrap),
         Phase("kubelet-config", "Writing the cluster's kubelet configuration", kubelet_config),
         Phase("kubelet-start", "Starting the kubelet", kubelet_start),
+        Phase("runtime", "Installing the cluster's runtime", runtime),
     ]
 
 

@@ -78,3 +78,24 @@ def kubelet_start(ctx: Context) -> None:
             raise api.Unreachable(f"HTTP {status}: {obj['message']}")
 
     api.wait(ctx, f"node {name} to register", annotate)
+
+
+def runtime(ctx: Context) -> None:
+    """The cluster's published runtime, installed here when there is one: the day-2 commands (upgrade, reset) a
+    node's first-boot payload leaves out. None published (404; 403 where no kubeseed made the cluster's Roles):
+    nothing to do."""
+    from ..published import PATH, install
+
+    call = _client(ctx)
+
+    def attempt() -> None:
+        status, cm = call(PATH)
+        if status == 200:
+            install(ctx, cm)
+            ctx.say("\tinstalled: this node has upgrade and reset now")
+        elif status in (403, 404):
+            ctx.say(f"\tthe cluster has none (HTTP {status})")
+        else:
+            raise api.Unreachable(f"HTTP {status}: {cm['message']}")
+
+    api.wait(ctx, "kube-system/kubeseed-runtime", attempt)

@@ -20,10 +20,14 @@ import yaml
 
 from kubeseed.generator.goldenimage.build import TreeInfo
 from kubeseed.generator.tokens import load_tokens
+from kubeseed.generator.zipapp import build_zipapp
 from kubeseed.runtime import init as master_runtime
 from kubeseed.runtime import pki
+from kubeseed.runtime.cli import VERSION
 from kubeseed.runtime.config import NODE_CONFIG_PATH, RUNTIME_PATH
 from kubeseed.runtime.keys import signed_by
+from kubeseed.runtime.upgrade.publish import objects
+from kubeseed.runtime.versions import DEFAULT
 from tests.support.apiserver import FakeAPIServer
 from tests.support.helpers import cloud_init_files, free_port, kubeseed, need_tool
 from tests.support.join import check_joined, server_tokens
@@ -31,7 +35,7 @@ from tests.support.nspawn import RESULT, STATUS, Container, add_kubelet_stand_in
 
 BOOT_TIMEOUT = 180.0
 MASTER, WORKER = "cp-1", "worker-1"
-JOIN_PHASES = ["preflight", "discovery", "tls-bootstrap", "kubelet-config", "kubelet-start"]
+JOIN_PHASES = ["preflight", "discovery", "tls-bootstrap", "kubelet-config", "kubelet-start", "runtime"]
 INIT_PHASES = ["preflight"] + [p.name for p in master_runtime.phases()]
 
 
@@ -151,7 +155,11 @@ def test_node_first_boot_joins(image_tree: TreeInfo, machines: Path, ip_forward:
     cluster, port = make_cluster(machines)
     ca, ca_key = (cluster / "pki/ca.crt").read_bytes(), (cluster / "pki/ca.key").read_bytes()
     with FakeAPIServer(ca, ca_key, server_tokens(cluster), port=port) as api:
+        published = build_zipapp(None)  # as `kubeseed upgrade apply` publishes it: join installs it
+        for obj in objects(published, DEFAULT, VERSION):
+            api.put_object(obj)
         tree = boot_node(image_tree, machines, cluster, api, "worker")
+    assert (tree / RUNTIME_PATH.lstrip("/")).read_bytes() == published
     secret = load_tokens(cluster)[0].token.split(".")[1]
     for f in ("var/log/kubeseed.log", "var/log/cloud-init-output.log"):
         assert secret not in (tree / f).read_text()

@@ -33,7 +33,7 @@ from tests.support.nspawn import add_kubelet_stand_in, copy_tree
 
 HOSTNAME = "worker-q"
 ARTIFACTS = Path(os.environ.get("KUBESEED_ARTIFACTS", "/tmp/kubeseed-artifacts"))
-PHASES = ["preflight", "discovery", "tls-bootstrap", "kubelet-config", "kubelet-start"]
+PHASES = ["preflight", "discovery", "tls-bootstrap", "kubelet-config", "kubelet-start", "runtime"]
 
 
 @pytest.fixture(scope="module")

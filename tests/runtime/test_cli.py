@@ -64,7 +64,7 @@ def test_join_under_root_reports_missing_kubelet_and_records_state(tmp_path: Pat
 
 def test_join_rerun_skips_done_phases_and_status_reports(tmp_path: Path, node_doc: dict) -> None:
     pyz = materialize(tmp_path, node_doc)
-    rest = ["--skip-phases", "discovery,tls-bootstrap,kubelet-config,kubelet-start"]
+    rest = ["--skip-phases", "discovery,tls-bootstrap,kubelet-config,kubelet-start,runtime"]
     first = runtime("join", "--root", str(tmp_path), "--ignore-preflight-errors", "all", *rest, pyz=pyz)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "[preflight] Running pre-flight checks... [done]" in first.stdout

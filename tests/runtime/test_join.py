@@ -41,13 +41,21 @@ def test_join_with_flags_end_to_end(root: Path, cluster: Path, api: FakeAPIServe
         assert line in r.stdout
     assert_no_secret(cluster, root, r.stdout, r.stderr)
     log = [json.loads(line) for line in (root / "var/log/kubeseed.log").read_text().splitlines()]
-    assert [e["phase"] for e in log] == ["preflight", "discovery", "tls-bootstrap", "kubelet-config", "kubelet-start"]
+    assert [e["phase"] for e in log] == [
+        "preflight",
+        "discovery",
+        "tls-bootstrap",
+        "kubelet-config",
+        "kubelet-start",
+        "runtime",
+    ]
+    assert "[runtime] Installing the cluster's runtime... [done]" in r.stdout  # none published: nothing to install
 
     # A second run is a no-op that succeeds and does not talk to the API server.
     before = len(api.requests)
     again = join(root, *flags(cluster, api))
     assert again.returncode == 0
-    assert again.stdout.count("already done, skipping") == 5
+    assert again.stdout.count("already done, skipping") == 6
     assert len(api.requests) == before
 
 

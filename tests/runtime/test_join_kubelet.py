@@ -67,6 +67,7 @@ def test_node_takes_the_clusters_kubelet_configuration(root: Path, cluster: Path
     assert reads == [
         "/api/v1/namespaces/kube-system/configmaps/kubeadm-config",
         "/api/v1/namespaces/kube-system/configmaps/kubelet-config",
+        "/api/v1/namespaces/kube-system/configmaps/kubeseed-runtime",  # the runtime phase: none published here
     ]
     assert api.get_object("v1", "Node", NODE) is None  # from v1.34 kubelet-start waits for no Node
 

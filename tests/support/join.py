@@ -73,7 +73,7 @@ def check_joined(root: Path, cluster: Path, api: FakeAPIServer) -> x509.Certific
     assert "--kubeconfig=/etc/kubernetes/kubelet.conf" in drop_in and "$KUBELET_KUBEADM_ARGS" in drop_in
 
     state = json.loads((root / "var/lib/kubeseed/state.json").read_text())
-    phases = ["preflight", "discovery", "tls-bootstrap", "kubelet-config", "kubelet-start"]
+    phases = ["preflight", "discovery", "tls-bootstrap", "kubelet-config", "kubelet-start", "runtime"]
     assert [p for p in phases if state["phases"][p]["result"] == "done"] == phases
 
     (csr,) = api.csrs.values()
