@@ -22,6 +22,7 @@ from .platforms import PLATFORMS, check_size
 from .render import FORMATS
 from .seedcli import add_seed_parser
 from .tokencli import KUBECONFIG_HELP, add_token_parser, exit_codes
+from .upgradecli import add_upgrade_parser
 
 # Start-up time: this module imports only what building the parser needs. Each command imports the modules that do
 # its work (cryptography, Jinja2, pycdlib, passlib and the runtime's roles among them) when it runs, so `kubeseed
@@ -428,6 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_render)
 
     add_token_parser(sub)
+    add_upgrade_parser(sub)
 
     u = sub.add_parser("user", help="kubectl credentials for people")
     usub = u.add_subparsers(dest="action", metavar="ACTION", required=True)

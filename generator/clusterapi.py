@@ -1,5 +1,5 @@
-"""A running cluster's API, from the operator's machine: what ``token create|delete|list|upload`` and ``user create
---clusterrole`` change or read there.
+"""A running cluster's API, from the operator's machine: what ``token create|delete|list|upload``, ``user create
+--clusterrole`` and ``upgrade plan|apply`` change or read there.
 
 Who kubeseed is there: the cluster directory holds the CA key, so by default kubeseed makes itself a short-lived
 admin client certificate (user ``kubeseed-admin``, group ``kubeadm:cluster-admins``, which init binds to
@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import Any
 
 from kubeseed.runtime import api
-from kubeseed.runtime.init.apiclient import KeyFiles
+from kubeseed.runtime.init.apiclient import KINDS, KeyFiles
 from kubeseed.runtime.init.controlplane import ADMIN_GROUP
 from kubeseed.runtime.init.objects import binding
 from kubeseed.runtime.kubeconfig import read_kubeconfig
@@ -134,16 +134,27 @@ class ClusterAPI:
                 held[tok.id] = tok
         return held
 
-    # -- RBAC -------------------------------------------------------------------------------------------------
+    # -- any object ---------------------------------------------------------------------------------------------
+    def get(self, path: str, what: str) -> dict[str, Any] | None:
+        """The object (or list) at API ``path``, None when there is none (404); ``what`` names it for Refused."""
+        status, out = self.request("GET", path)
+        if status == 404:
+            return None
+        if status != 200:
+            raise self._refused(f"read {what}", status, out)
+        return out
+
     def apply(self, obj: dict[str, Any]) -> int:
-        """Server-side apply of an RBAC binding (creates it, or brings it to this content: safe to repeat); the
-        HTTP status (201 created, 200 already there)."""
-        kind, meta = obj["kind"], obj["metadata"]
-        plural = {"ClusterRoleBinding": "clusterrolebindings", "RoleBinding": "rolebindings"}[kind]
-        ns = f"/namespaces/{meta['namespace']}" if meta.get("namespace") else ""
+        """Server-side apply of an object of a kind init makes (RBAC roles and bindings, ConfigMaps, ...: the
+        runtime's KINDS): creates it, or brings it to this content (safe to repeat); the HTTP status (201 created,
+        200 already there)."""
+        version, kind, meta = obj["apiVersion"], obj["kind"], obj["metadata"]
+        plural, namespaced = KINDS[(version, kind)]
+        base = "/api/v1" if version == "v1" else f"/apis/{version}"
+        ns = f"/namespaces/{meta['namespace']}" if namespaced else ""
         name = urllib.parse.quote(meta["name"], safe=":")
         query = urllib.parse.urlencode({"fieldManager": "kubeseed", "force": "true"})
-        path = f"/apis/rbac.authorization.k8s.io/v1{ns}/{plural}/{name}?{query}"
+        path = f"{base}{ns}/{plural}/{name}?{query}"
         status, out = self.request("PATCH", path, obj, "application/apply-patch+yaml")
         if status not in (200, 201):
             where = f" in namespace {meta['namespace']}" if meta.get("namespace") else ""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from kubeseed.runtime.tokens import TOKEN_ID_RE
@@ -178,6 +179,12 @@ def cmd_token_upload(args: argparse.Namespace) -> int:
     return 0
 
 
+def table(rows: Sequence[tuple[str, ...]]) -> str:
+    """``rows`` (the first: the headings) as kubeadm prints tables: columns three spaces apart, the last unpadded."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join("   ".join(c.ljust(w) for c, w in zip(r, widths)) + "   " + r[-1] for r in rows)
+
+
 def _list_rows(tokens: list[BootstrapToken], held: dict[str, BootstrapToken] | None) -> list[tuple[str, ...]]:
     now = now_utc()
     rows: list[tuple[str, ...]] = [("TOKEN", "TTL", "EXPIRES", "USAGES", "DESCRIPTION", "EXTRA GROUPS", "CLUSTER")]
@@ -227,10 +234,7 @@ def cmd_token_list(args: argparse.Namespace) -> int:
                 t.cluster, changed = state, True
         if changed:
             save_tokens(cluster_dir, tokens)
-    rows = _list_rows(tokens, held)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    for r in rows:
-        print("   ".join(c.ljust(w) for c, w in zip(r, widths)) + "   " + r[-1])
+    print(table(_list_rows(tokens, held)))
     return 0
 
 

@@ -8,12 +8,9 @@ new token. No kube-apiserver binary is available here: the API side is that in-t
 from __future__ import annotations
 
 import base64
-import os
 import re
 import shlex
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +21,7 @@ from kubeseed.generator.clusterapi import token_secret
 from kubeseed.generator.tokens import load_tokens, new_token, save_tokens
 from kubeseed.runtime.tokens import ca_pin
 from tests.support.clientcert_server import kubectl
-from tests.support.helpers import cloud_init_files, free_port, kubeseed, lay_out
+from tests.support.helpers import cloud_init_files, free_port, ks, lay_out
 from tests.support.join import join
 from tests.support.master import WORKER, Cluster, run
 
@@ -48,18 +45,6 @@ VIEW = {
     "metadata": {"name": "view"},
     "rules": [{"apiGroups": [""], "resources": ["pods", "services", "configmaps"], "verbs": ["get", "list", "watch"]}],
 }
-
-
-def ks(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """``kubeseed ARGS`` in a fresh interpreter, with ``env`` added to the environment."""
-    return subprocess.run(
-        [sys.executable, "-m", "kubeseed.generator.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def mode(path: Path) -> int:
@@ -108,28 +93,6 @@ def set_endpoint(c: Cluster, endpoint: str) -> None:
     new = re.sub(r'controlPlaneEndpoint: "[^"]*"', f'controlPlaneEndpoint: "{endpoint}"', text)
     assert new != text
     cfg.write_text(new)
-
-
-@pytest.fixture
-def live(tmp_path: Path) -> Iterator[Cluster]:
-    """A cluster directory whose master ran its whole init against the in-test API server, which keeps serving."""
-    c = Cluster(tmp_path)
-    c.api.start()
-    try:
-        c.register_node()
-        r = c.init()
-        assert r.returncode == 0, r.stdout + r.stderr
-        yield c
-    finally:
-        c.api.stop()
-
-
-@pytest.fixture
-def dead(tmp_path: Path) -> Path:
-    """A cluster directory whose endpoint nothing listens on (a master that has not booted yet)."""
-    r = kubeseed("cluster", "create", "demo", "--endpoint", f"127.0.0.1:{free_port()}", cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
-    return tmp_path / "demo"
 
 
 # -- item 9: token create reaches the cluster, and a node joins with the new token ------------------------------

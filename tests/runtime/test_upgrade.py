@@ -24,6 +24,7 @@ import yaml
 from kubeseed.generator.zipapp import build_zipapp
 from kubeseed.runtime.cli import VERSION
 from kubeseed.runtime.upgrade.publish import objects
+from tests.support.helpers import ks
 from tests.support.master import KILLER, MASTER, WORKER, Cluster, init_file_phases, make_master, run
 from tests.support.standin_kubelet import StandinKubelet
 
@@ -141,7 +142,13 @@ def test_master_then_node_one_minor_up(master: Master, tmp_path: Path) -> None:
     (m.root / "var/lib/etcd/member/snap.db").write_bytes(b"etcd data")
     api.put_object(pod("web", MASTER))
     api.put_object(pod("ds", MASTER, owner="DaemonSet"))
-    published = m.publish()
+    applied = ks("upgrade", "apply", "demo", "--to", NEW, cwd=m.c.base)  # on the workstation, as a user would
+    assert applied.returncode == 0, applied.stderr
+    assert f"on {MASTER} (master): sudo python3 /opt/kubeseed/kubeseed-runtime.pyz upgrade {NEW}" in applied.stdout
+    cm = api.get_object("v1", "ConfigMap", "kubeseed-runtime", "kube-system")
+    assert cm is not None and cm["data"]["kubernetesVersion"] == NEW
+    published = base64.b64decode(cm["binaryData"]["kubeseed-runtime.pyz"])
+    assert published == build_zipapp(None)
 
     r = m.upgrade()  # no version: the cluster's published target
     assert r.returncode == 0, r.stdout + r.stderr

@@ -34,6 +34,18 @@ def kubeseed(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.Comp
     )
 
 
+def ks(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``kubeseed ARGS`` in a fresh interpreter, with ``env`` added to the environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "kubeseed.generator.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+
+
 def kubeseed_bytes(*args: str, cwd: Path) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
         [sys.executable, "-m", "kubeseed.generator.cli", *args], cwd=cwd, capture_output=True, timeout=120
