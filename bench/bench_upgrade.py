@@ -66,7 +66,7 @@ def main() -> int:
     ap.add_argument("--ready-delay", type=float, default=0.0, metavar="SECONDS")
     args = ap.parse_args()
     runs = []
-    for i in range(args.runs):
+    for _ in range(args.runs):
         with tempfile.TemporaryDirectory() as d:
             runs.append(one_run(Path(d), args.ready_delay))
     print(f"upgrade of a master v1.35.5 -> {TARGET} under --root, median of {args.runs} run(s), seconds:")

@@ -214,4 +214,3 @@ def numbers(version: str) -> Tuple[int, ...]:
     """``1.36.1`` of a package version ``1.36.1-1.1`` (an epoch ``1:`` left out), to compare."""
     upstream = version.split(":", 1)[-1].split("-", 1)[0]
     return tuple(int(n) for n in re.findall(r"\d+", upstream)[:3])
-
