@@ -21,6 +21,7 @@ from .plan import RUNTIMES
 from .platforms import PLATFORMS, check_size
 from .render import FORMATS
 from .seedcli import add_seed_parser
+from .statuscli import add_cluster_status
 from .tokencli import KUBECONFIG_HELP, add_token_parser, exit_codes
 from .upgradecli import add_upgrade_parser
 
@@ -41,6 +42,7 @@ CREATE_FLAGS = {
     "keyAlgorithm": "--key-algorithm",
     "networking.podSubnet": "--pod-subnet",
     "networking.serviceSubnet": "--service-subnet",
+    "controlPlane.virtualIP": "--virtual-ip",
 }
 
 
@@ -63,6 +65,23 @@ def _cluster_text(flags: dict[str, str], *values: str) -> str:
     return text
 
 
+def _virtual_ip_endpoint(virtual_ip: str | None) -> str:
+    """The endpoint ``cluster create --virtual-ip IP`` without --endpoint makes: IP:6443, the API server's port."""
+    import ipaddress
+
+    from kubeseed.runtime.init.controlplane import host_port
+    from kubeseed.runtime.init.kubevip import API_PORT
+
+    from .model import virtual_ip_error
+
+    if not virtual_ip:
+        raise UserError("--endpoint HOST:PORT is required (or --virtual-ip IP: the masters hold IP, and IP:6443 is it)")
+    why = virtual_ip_error(virtual_ip)
+    if why:
+        raise UserError(f"--virtual-ip: {shown(virtual_ip)} {why}")
+    return host_port(str(ipaddress.ip_address(virtual_ip)), API_PORT)
+
+
 def cmd_cluster_create(args: argparse.Namespace) -> int:
     from .model import split_endpoint
     from .secrets import generate_secrets, write_cluster_dir
@@ -74,10 +93,11 @@ def cmd_cluster_create(args: argparse.Namespace) -> int:
             f"{cluster_dir} already exists; kubeseed never overwrites a cluster. "
             "Pick another name, or remove the directory if you really mean to start over"
         )
+    endpoint = args.endpoint or _virtual_ip_endpoint(args.virtual_ip)
     try:
-        split_endpoint(args.endpoint)
+        split_endpoint(endpoint)
     except ValueError as e:
-        raise UserError(f"--endpoint: {shown(args.endpoint)} {e}") from None
+        raise UserError(f"--endpoint: {shown(endpoint)} {e}") from None
     name = args.name or cluster_dir.resolve().name
     version = args.kubernetes_version
     if version[:1].isdigit():  # kubeadm's 1.34.0 is v1.34.0
@@ -86,11 +106,12 @@ def cmd_cluster_create(args: argparse.Namespace) -> int:
     text = _cluster_text(
         flags,
         name,
-        args.endpoint,
+        endpoint,
         version,
         args.key_algorithm,
         args.pod_subnet,
         args.service_subnet,
+        args.virtual_ip or "",
     )
     secrets = generate_secrets(args.key_algorithm, ttl_arg(args.token_ttl, "--token-ttl"), progress)
     write_cluster_dir(cluster_dir, text, secrets)
@@ -126,14 +147,17 @@ def cmd_render(args: argparse.Namespace) -> int:
     cluster, secrets = load(cluster_dir)
     if args.gzip and args.format != "cloud-init":
         raise UserError("--gzip applies to cloud-init user-data; Ignition configs already gzip every file")
-    plan = build_plan(cluster, secrets, args.role, args.hostname, args.token, runtime=args.runtime)
+    if args.join and args.role != "master":
+        raise UserError("--join: a node payload always joins; --join makes a master payload join the control plane")
+    plan = build_plan(cluster, secrets, args.role, args.hostname, args.token, runtime=args.runtime, join=args.join)
     data = render(plan, args.format)
     if args.gzip:
         data = gzip_bytes(data)
 
     def preinstalled_size() -> int:  # the same payload for a kubeseed golden image (runtime left out)
         small = render(
-            build_plan(cluster, secrets, args.role, args.hostname, args.token, runtime="preinstalled"), args.format
+            build_plan(cluster, secrets, args.role, args.hostname, args.token, runtime="preinstalled", join=args.join),
+            args.format,
         )
         return len(gzip_bytes(small) if args.gzip else small)
 
@@ -153,7 +177,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         where = "stdout"
     kind = f"{args.format}{', gzip' if args.gzip else ''}"
     print(f"kubeseed: {args.role} payload ({kind}) -> {where}: {report}", file=sys.stderr)
-    if args.role == "master":
+    if args.role == "master" and not args.join:
         _record_master_payload(cluster_dir, secrets)
     else:
         tok = pick_join_token(secrets, args.token, now_utc())
@@ -385,7 +409,15 @@ def build_parser() -> argparse.ArgumentParser:
     cc = clsub.add_parser("create", help="create CLUSTER (a directory) with its CAs, keys and a bootstrap token")
     cc.add_argument("cluster", metavar="CLUSTER", help="cluster directory to create (demo is ./demo)")
     cc.add_argument(
-        "--endpoint", "--control-plane-endpoint", required=True, help="API server host:port, e.g. 10.0.0.10:6443"
+        "--endpoint",
+        "--control-plane-endpoint",
+        help="API server host:port, e.g. 10.0.0.10:6443 (a master, a load balancer or a DNS name)",
+    )
+    cc.add_argument(
+        "--virtual-ip",
+        metavar="IP",
+        help="an unused address of the masters' network that they hold with kube-vip (no load balancer needed); "
+        "the endpoint is IP:6443",
     )
     cc.add_argument("--name", help="cluster name (default: the directory name)")
     cc.add_argument("--kubernetes-version", default=DEFAULT, help="Kubernetes version (1.34.0 is read as v1.34.0)")
@@ -402,6 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cp.add_argument("cluster", metavar="CLUSTER", help=CLUSTER_HELP)
     cp.set_defaults(func=cmd_cluster_pin)
+    add_cluster_status(clsub)
     cs = clsub.add_parser("show", help="print the cluster's essentials: endpoint, version, subnets, CA pin, tokens")
     cs.add_argument("cluster", metavar="CLUSTER", help=CLUSTER_HELP)
     cs.set_defaults(func=cmd_cluster_show)
@@ -420,6 +453,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse payloads over this platform's user-data limit",
     )
     r.add_argument("--token", help="bootstrap token id a node payload carries (default: the newest usable one)")
+    r.add_argument(
+        "--join",
+        action="store_true",
+        help="master: join the running cluster's control plane as another master (default: create the cluster)",
+    )
     r.add_argument(
         "--runtime",
         choices=RUNTIMES,

@@ -21,7 +21,12 @@ def cmd_images_list(args: argparse.Namespace) -> int:
     if not name or "\n" in name or any("\ud800" <= c <= "\udfff" for c in name):
         raise UserError(f"CLUSTER: {shown(name)} is not a cluster directory name")
     cluster = load_cluster(Path(name))
-    for ref in images(cluster.kubernetes_version, cluster.image_repository):
+    refs = images(cluster.kubernetes_version, cluster.image_repository)
+    if cluster.virtual_ip:  # every master runs kube-vip for it (runtime/init/kubevip.py)
+        from kubeseed.runtime.init.kubevip import image
+
+        refs.append(image(cluster.image_repository))
+    for ref in refs:
         print(ref)
     return 0
 
@@ -32,7 +37,8 @@ def _add_actions(p: argparse.ArgumentParser) -> None:
         "list",
         help="print the images CLUSTER needs, one per line, as `kubeadm config images list` does",
         description="The images of CLUSTER's Kubernetes version from its imageRepository, in kubeadm's order: "
-        "kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy, coredns, pause, etcd.",
+        "kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy, coredns, pause, etcd; then kube-vip "
+        "when cluster.yaml has controlPlane.virtualIP (ghcr.io's, or <imageRepository>/kube-vip from a mirror).",
     )
     ls.add_argument("cluster", metavar="CLUSTER", help="cluster directory (demo is ./demo)")
     ls.set_defaults(func=cmd_images_list)

@@ -4,6 +4,7 @@ optionally a MAC, static addresses, a gateway, name servers and extra SSH keys."
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ class Host:
     gateway: IPAddress | None = None
     nameservers: list[IPAddress] = field(default_factory=list)
     ssh_authorized_keys: list[str] = field(default_factory=list)
+    join: bool = False  # a master after the first listed: it joins the control plane the first one creates
 
     @property
     def path(self) -> str:
@@ -151,7 +153,6 @@ def _check_unique(r: Reader, hosts: list[Host]) -> None:
     names: dict[str, str] = {}
     macs: dict[str, str] = {}
     ips: dict[IPAddress, str] = {}
-    master: Host | None = None
     for h in hosts:
         where = f"{h.path}.hostname"
         if h.hostname in names:
@@ -167,14 +168,6 @@ def _check_unique(r: Reader, hosts: list[Host]) -> None:
             if a.ip in ips:
                 raise r.fail(where, f"{a.ip} is already {ips[a.ip]}; addresses must be unique")
             ips[a.ip] = where
-        if h.role == "master":
-            if master is not None:
-                raise r.fail(
-                    f"{h.path}.role",
-                    f"a second master ({master.path} is one); a kubeseed cluster has one control-plane machine, "
-                    "and a second would init a second control plane with the same CAs",
-                )
-            master = h
 
 
 def parse_inventory(data: Any, source: str = "hosts.yaml") -> Inventory:
@@ -194,6 +187,9 @@ def parse_inventory(data: Any, source: str = "hosts.yaml") -> Inventory:
         raise r.fail("hosts", "lists no hosts; add one, e.g. {hostname: worker-1, role: node}")
     hosts = [_parse_host(r, item, i) for i, item in enumerate(items)]
     _check_unique(r, hosts)
+    first = next((h for h in hosts if h.role == "master"), None)
+    # the first master listed creates the cluster (init); the others join its control plane
+    hosts = [dataclasses.replace(h, join=h.role == "master" and h is not first) for h in hosts]
     return Inventory(source, hosts)
 
 

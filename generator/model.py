@@ -27,7 +27,7 @@ from kubeseed.runtime.config import (
 from kubeseed.runtime.versions import DEFAULT, MAX_MINOR, MIN_MINOR, Version
 
 from .errors import SHOWN, FieldError, shown
-from .templating import render_template
+from .templating import render_template, yaml_scalar
 from .yamlfile import load_documents, problem, read_text, read_yaml
 
 CLUSTER_FILE = "cluster.yaml"
@@ -84,6 +84,8 @@ class Cluster:
     kubelet: Kubelet
     users: list[LoginUser]
     addons: list[Path]
+    virtual_ip: str = ""  # controlPlane.virtualIP, held by kube-vip on the masters ("": none, a load balancer's)
+    virtual_ip_interface: str = ""  # controlPlane.virtualIPInterface ("": each master's advertise address's)
 
     @property
     def endpoint_host(self) -> str:
@@ -97,10 +99,11 @@ def default_cluster_text(
     key_algorithm: str = NodeConfig.key_algorithm,
     pod_subnet: str = Networking.pod_subnet,
     service_subnet: str = Networking.service_subnet,
+    virtual_ip: str = "",
 ) -> str:
     """The commented cluster.yaml that ``cluster create`` writes (the template quotes every value as YAML needs:
-    no value can end its line and add keys)."""
-    return render_template(
+    no value can end its line and add keys), with a controlPlane section when the masters have a ``virtual_ip``."""
+    text = render_template(
         "cluster.yaml.j2",
         name=name,
         endpoint=endpoint,
@@ -115,6 +118,14 @@ def default_cluster_text(
         min_minor=MIN_MINOR,
         max_minor=MAX_MINOR,
     )
+    if virtual_ip:
+        text += (
+            "\n# The masters' virtual IP, with no load balancer: every master runs kube-vip (a static pod), and the\n"
+            "# one elected through the API holds this address (ARP); controlPlaneEndpoint is this address, port 6443.\n"
+            "# virtualIPInterface: the masters' interface for it (default: the one holding each master's address).\n"
+            "controlPlane:\n  virtualIP: " + yaml_scalar(virtual_ip, '"') + "\n"
+        )
+    return text
 
 
 class _Reader:
@@ -186,6 +197,7 @@ def parse_cluster(data: Any, source: str = CLUSTER_FILE, base_dir: Path | None =
         "kubelet",
         "users",
         "addons",
+        "controlPlane",
     }
     doc = r.mapping(data, "", top)
     _one_line(r, doc, "")  # first: the shared parsers' messages quote values whole
@@ -234,6 +246,7 @@ def parse_cluster(data: Any, source: str = CLUSTER_FILE, base_dir: Path | None =
     if alg == "ECDSA-P384" and why:
         raise r.fail("keyAlgorithm", f"ECDSA-P384 needs v1.34 or later: {why}; use ECDSA-P256, or a newer version")
     kubelet = _shared(r, parse_kubelet, doc.get("kubelet"), "kubelet", KUBELET)
+    virtual_ip, interface = _parse_control_plane(r, doc.get("controlPlane"), endpoint, net)
 
     users = _parse_users(r, doc.get("users"))
     addons = _parse_addons(r, doc.get("addons"), base_dir)
@@ -247,7 +260,73 @@ def parse_cluster(data: Any, source: str = CLUSTER_FILE, base_dir: Path | None =
         kubelet=kubelet,
         users=users,
         addons=addons,
+        virtual_ip=virtual_ip,
+        virtual_ip_interface=interface,
     )
+
+
+def virtual_ip_error(value: str) -> str:
+    """'' if ``value`` can be the masters' virtual IP, else why not (the text that follows the quoted value)."""
+    try:
+        ip = ipaddress.ip_address(value)
+    except ValueError:
+        return "is not an IP address (example: 10.0.0.100, or fd00::100)"
+    if ip.is_loopback or ip.is_multicast or ip.is_unspecified or ip.is_link_local:
+        return f"cannot be a virtual IP: use an unused IPv{ip.version} address of the masters' network"
+    return ""
+
+
+def _parse_control_plane(r: _Reader, value: Any, endpoint: str, net: Networking) -> tuple[str, str]:
+    """controlPlane: the masters' virtual IP that kube-vip holds (runtime/init/kubevip.py), which the endpoint must
+    be at the API server's port, and the interface it goes on; ("", "") without one (a load balancer or DNS name is
+    the endpoint)."""
+    from kubeseed.runtime.init.controlplane import host_port
+    from kubeseed.runtime.init.kubevip import API_PORT, INTERFACE
+
+    section = r.mapping(value, "controlPlane", {"virtualIP", "virtualIPInterface"})
+    if section.get("virtualIP") is None:
+        if section.get("virtualIPInterface") is not None:
+            raise r.fail("controlPlane.virtualIPInterface", "goes with controlPlane.virtualIP, which is not set")
+        return "", ""
+    vip = r.string(section, "virtualIP", "controlPlane")
+    why = virtual_ip_error(vip)
+    if why:
+        raise r.fail("controlPlane.virtualIP", f"{shown(vip)} {why}")
+    ip = ipaddress.ip_address(vip)
+    for key, subnet in (("podSubnet", net.pod_subnet), ("serviceSubnet", net.service_subnet)):
+        if ip in ipaddress.ip_network(subnet):
+            raise r.fail(
+                "controlPlane.virtualIP",
+                f"{ip} is in networking.{key} {subnet}; use an unused address of the masters' network",
+            )
+    host, port = split_endpoint(endpoint)
+    want = host_port(str(ip), API_PORT)
+    try:
+        same = ipaddress.ip_address(host) == ip
+    except ValueError:  # a DNS name
+        same = False
+    if not same:
+        raise r.fail(
+            "controlPlaneEndpoint",
+            f'"{endpoint}" must be the virtual IP (controlPlane.virtualIP) at port {API_PORT}, "{want}"; or leave '
+            "controlPlane.virtualIP out when a load balancer or a DNS name is the endpoint",
+        )
+    if port != API_PORT:
+        raise r.fail(
+            "controlPlaneEndpoint",
+            f'"{endpoint}" must use port {API_PORT} with a virtual IP (controlPlane.virtualIP): it is the API '
+            f'server\'s own port, and kube-vip moves the address without forwarding ports; use "{want}"',
+        )
+    interface = ""
+    if section.get("virtualIPInterface") is not None:
+        interface = r.string(section, "virtualIPInterface", "controlPlane")
+        if not INTERFACE.fullmatch(interface):
+            raise r.fail(
+                "controlPlane.virtualIPInterface",
+                f'{shown(interface)} is not a network interface name (1 to 15 characters without "/", ":" or '
+                "spaces; e.g. eth0)",
+            )
+    return str(ip), interface
 
 
 def _parse_users(r: _Reader, value: Any) -> list[LoginUser]:

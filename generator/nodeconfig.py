@@ -47,8 +47,10 @@ def node_config(
     hostname: str | None,
     token_id: str | None = None,
     now: datetime.datetime | None = None,
+    join: bool = False,
 ) -> NodeConfig:
-    """One machine's NodeConfig, holding only the secrets ``role`` needs (a node: its token and the CA pin)."""
+    """One machine's NodeConfig, holding only the secrets ``role`` needs (a node: its token and the CA pin; a
+    master: the CA keys, with ``join`` a node's token and pin too, to join the running control plane)."""
     now = now or now_utc()
     cfg = NodeConfig(
         role=role,
@@ -61,10 +63,12 @@ def node_config(
         networking=cluster.networking,
         kubelet=cluster.kubelet,
     )
-    if role == "node":
+    if role == "node" or join:
         cfg.discovery = Discovery(pick_join_token(secrets, token_id, now).token, [secrets.ca_pin])
-    else:
+    if role == "master":  # every master runs kube-vip when the cluster has a virtual IP; nodes just use the endpoint
         cfg.pki = {name: data.decode() for name, data in secrets.pki.items()}
+        cfg.virtual_ip, cfg.virtual_ip_interface = cluster.virtual_ip, cluster.virtual_ip_interface
+    if role == "master" and not join:  # the cluster's tokens and add-ons are the first master's to create
         cfg.bootstrap_tokens = [t.to_dict() for t in secrets.tokens if not t.expired(now)]
         cfg.addons = addon_paths(cluster)
     return cfg
@@ -103,6 +107,8 @@ def to_doc(cfg: NodeConfig) -> dict[str, Any]:
     if cfg.role == "master":
         doc.update(pki=dict(cfg.pki), bootstrapTokens=list(cfg.bootstrap_tokens), addons=list(cfg.addons))
         _set(doc, "advertiseAddress", cfg.advertise_address, "")
+        _set(doc, "virtualIP", cfg.virtual_ip, "")
+        _set(doc, "virtualIPInterface", cfg.virtual_ip_interface, "")
     return doc
 
 

@@ -58,8 +58,11 @@ def build_plan(
     token_id: str | None = None,
     now: datetime.datetime | None = None,
     runtime: str = "embedded",
+    join: bool = False,
 ) -> NodePlan:
-    """``runtime="preinstalled"`` leaves the runtime out: a golden image has it at RUNTIME_PATH already."""
+    """``runtime="preinstalled"`` leaves the runtime out: a golden image has it at RUNTIME_PATH already. ``join``:
+    a master that joins the running control plane (``join --control-plane``, with a token and the CA pin as a
+    node's, and the full runtime, which alone has that command) instead of creating the cluster."""
     from kubeseed.runtime.cli import COMMANDS
 
     from .nodeconfig import addon_paths, config_text, node_config
@@ -67,15 +70,15 @@ def build_plan(
 
     if role not in ROLES:
         raise UserError(f'role "{role}" is not one of {", ".join(ROLES)}')
-    cfg = node_config(cluster, secrets, role, hostname, token_id, now)
+    cfg = node_config(cluster, secrets, role, hostname, token_id, now, join)
     files = [PlanFile(NODE_CONFIG_PATH, config_text(cfg).encode(), 0o600)]
     if runtime == "embedded":
-        files.insert(0, PlanFile(RUNTIME_PATH, cached_zipapp(role), 0o755))
+        files.insert(0, PlanFile(RUNTIME_PATH, cached_zipapp(None if join else role), 0o755))
     for user in cluster.users:  # one format-neutral way for cloud-init and Ignition alike
         if user.sudo:
             rule = f"{user.name} ALL=(ALL) NOPASSWD:ALL\n".encode()
             files.append(PlanFile(f"/etc/sudoers.d/90-kubeseed-{user.name}", rule, 0o440))
-    if role == "master":
+    if role == "master" and not join:
         for path, src in zip(addon_paths(cluster), cluster.addons):
             files.append(PlanFile(path, src.read_bytes(), 0o600))
     return NodePlan(
@@ -84,5 +87,7 @@ def build_plan(
         files=files,
         units=[],
         users=list(cluster.users),
-        command=["python3", RUNTIME_PATH, COMMANDS[role]],
+        command=["python3", RUNTIME_PATH, "join", "--control-plane"]
+        if join
+        else ["python3", RUNTIME_PATH, COMMANDS[role]],
     )

@@ -70,7 +70,7 @@ def user_data(
     from .plan import build_plan
     from .render import cloud_config, dump_cloud_config, gzip_bytes
 
-    plan = build_plan(cluster, secrets, host.role, host.hostname, runtime=runtime)
+    plan = build_plan(cluster, secrets, host.role, host.hostname, runtime=runtime, join=host.join)
     doc = cloud_config(plan)
     if ssh_keys and host.ssh_authorized_keys:
         head = {k: v for k, v in doc.items() if k in ("hostname", "preserve_hostname")}

@@ -98,9 +98,13 @@ def _without_type_checking(tree: ast.Module) -> ast.Module:
     return tree
 
 
-# What only the full runtime carries: upgrade's phases. A role's `upgrade` first installs the cluster's published
-# runtime (the full one, which `kubeseed upgrade apply` publishes) and runs that; a master's payload stays small.
-FULL_ONLY = tuple(f"{PACKAGE}.upgrade.{m}" for m in ("phases", "controlplane", "drain", "packages"))
+# What only the full runtime carries: upgrade's phases (a role's `upgrade` first installs the cluster's published
+# runtime, the full one, and runs that) and a master's control-plane join (a master payload rendered with --join
+# carries the full runtime); so a first master's and a node's payloads stay small.
+FULL_ONLY = tuple(
+    f"{PACKAGE}.{m}"
+    for m in ("upgrade.phases", "upgrade.controlplane", "upgrade.drain", "upgrade.packages", "init.cpjoin")
+)
 
 
 def role_modules(role: str) -> list[str]:
@@ -243,7 +247,7 @@ def short_shared_names(sources: dict[str, str]) -> dict[str, str]:
                 node.names = [new.get(n, n) if n in bound else n for n in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level:
                 for a in node.names:
-                    if a.asname is None and a.name in new:
+                    if a.name in new:  # with "as", the local name stays; the imported one is renamed
                         a.name = new[a.name]
         out[path] = ast.unparse(tree)
     return out

@@ -18,7 +18,7 @@ COMMANDS = {"master": "init", "node": "join"}  # each role's command is its pack
 # Day-2 commands: command -> module (under kubeseed.runtime) with add_parser(sub), run(args) -> int and, if it adds
 # to `status`, status(ctx). A master's payload and the full runtime carry them; a node's first-boot runtime is built
 # without what reads DAY2 (generator/zipapp.py): its payload must fit EC2's user-data.
-DAY2 = {"certs": "init.certcmd", "reset": "reset", "upgrade": "upgrade"}
+DAY2 = {"certs": "init.certcmd", "reset": "reset", "upgrade": "upgrade", "remove-control-plane": "init.removecp"}
 
 
 def load_role(role: str) -> Any:
@@ -67,10 +67,15 @@ def _parser() -> argparse.ArgumentParser:
         g.add_argument("--phase", metavar="NAME", help="run only this phase (again)")
         g.add_argument("--skip-phases", default="", metavar="NAME,...", help="skip these phases")
         c.add_argument("--timeout", type=float, default=300, metavar="SECONDS", help="bound the whole run (300)")
+        c.add_argument("--advertise-address", default="", metavar="IP", help="a master's API server address here")
         if cmd == "init":
-            c.add_argument("--advertise-address", default="", metavar="IP", help="the API server's address here")
+            c.add_argument("--upload-certs", action="store_true", help="kubeadm-certs for kubeadm control-plane joins")
+            c.add_argument("--certificate-key", default="", metavar="HEX", help="the key encrypting them")
         if cmd == "join":
             c.add_argument("endpoint", nargs="?", metavar="ENDPOINT", help="API server host:port (default: config)")
+            c.add_argument(
+                "--control-plane", action="store_true", help="join as another master (a master payload rendered --join)"
+            )
             c.add_argument("--token", help="bootstrap token ID.SECRET (default: from the node config)")
             c.add_argument(
                 "--discovery-token-ca-cert-hash",
@@ -129,18 +134,19 @@ def _role_and_doc(args: argparse.Namespace, flags: Dict[str, str]) -> Tuple[Any,
     (None when ``preflight`` has none) with where it came from."""
     path = args.config or os.path.join(args.root or "/", NODE_CONFIG_PATH.lstrip("/"))
     if args.command != "preflight":
-        name = "master" if args.command == "init" else "node"
+        cp = getattr(args, "control_plane", False)
+        name = "master" if args.command == "init" or cp else "node"
         try:
             doc, path = _join_doc(args, path, flags) if args.command == "join" else (read_node_config(path), path)
         except ConfigError:
             load_role(name)  # the other role's runtime says so first
             raise
         found = doc.get("role") if isinstance(doc, dict) else None
-        if found in COMMANDS and COMMANDS[found] != args.command:
-            raise ConfigError(
-                "role", f"this node config is for a {found}; run `{COMMANDS[found]}`, not `{args.command}`"
-            )
-        return load_role(name), doc, path
+        if found in COMMANDS and found != name:
+            run = "join --control-plane" if "discovery" in doc and found == "master" else COMMANDS[found]
+            raise ConfigError("role", f"this node config is for a {found}; run `{run}`")
+        role = load_role(name)  # the other role's runtime says so
+        return import_module(f"{__package__}.init.cpjoin") if cp else role, doc, path
     doc = read_node_config(path) if args.config or os.path.exists(path) else None
     found = doc.get("role") if isinstance(doc, dict) else None
     if args.role and found in COMMANDS and found != args.role:
@@ -181,6 +187,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             flags,
             ("nodeName", args.node_name, "--node-name"),
             ("advertiseAddress", getattr(args, "advertise_address", ""), "--advertise-address"),
+            ("uploadCerts", getattr(args, "upload_certs", False), "--upload-certs"),
+            ("certificateKey", getattr(args, "certificate_key", ""), "--certificate-key"),
         )
         cfg = None
         try:

@@ -84,6 +84,10 @@ class NodeConfig:
     bootstrap_tokens: List[Dict[str, Any]] = field(default_factory=list)
     addons: List[str] = field(default_factory=list)
     advertise_address: str = ""
+    virtual_ip: str = ""  # a master's: the control plane's virtual IP, held by kube-vip (runtime/init/kubevip.py)
+    virtual_ip_interface: str = ""  # where kube-vip holds it ("": the interface of the advertise address)
+    upload_certs: bool = False  # a master's init: kubeadm-certs for `kubeadm join --control-plane` (init/copycerts.py)
+    certificate_key: str = ""  # the key encrypting them ("": one made and kept in /var/lib/kubeseed)
 
     @property
     def version(self) -> Version:

@@ -1,5 +1,6 @@
 """The master role: ``init`` (kubeadm's init phases), the checks only a control-plane machine needs, and the
-node-config fields only a master's payload carries (the CA and service-account keys, tokens, add-ons)."""
+node-config fields only a master's payload carries (the CA and service-account keys, tokens, add-ons, the virtual
+IP)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ import posixpath
 import re
 from typing import TYPE_CHECKING, Any, Dict, List
 
-from ..config import CONTROL, ConfigError, Doc, NodeConfig, check
+from ..config import CONTROL, ConfigError, Doc, NodeConfig, check, split_endpoint
 from ..preflight import Env, dir_available, file_available, port
 from ..tokens import parse_token
-from ..workflow import Context, Phase
-from .controlplane import ADDON_DIR, MANIFESTS, PKI_FILES
+from ..workflow import Context, Phase, write_atomic
+from . import kubevip
+from .controlplane import ADDON_DIR, MANIFESTS, PKI_FILES, host_port
 from .versions import ControlPlaneVersion
 
 if TYPE_CHECKING:
@@ -31,6 +33,7 @@ def phases() -> List[Phase]:
         Phase("kubelet-start", "Starting the kubelet", kubelet_start),
         Phase("wait-control-plane", "Waiting for the control plane", apiphases.wait_control_plane),
         Phase("upload-config", "Uploading the configuration", apiphases.upload_config),
+        Phase("upload-certs", "Uploading the certificates for kubeadm's control-plane joins", upload_certs),
         Phase("mark-control-plane", "Marking the control-plane node", apiphases.mark_control_plane),
         Phase("bootstrap-token", "Configuring bootstrap tokens", apiphases.bootstrap_token),
         Phase(
@@ -40,6 +43,24 @@ def phases() -> List[Phase]:
         Phase("certs-timer", "Installing the certificate renewal timer", certcmd.install_timer),
         Phase("show-join-command", "Printing the join command", apiphases.show_join_command),
     ]
+
+
+def upload_certs(ctx: Context) -> None:
+    """kubeadm's upload-certs, when asked (--upload-certs, or uploadCerts in the node config): the CA and SA keys
+    in kube-system/kubeadm-certs, encrypted with the certificate key, for 2 hours, so that `kubeadm join
+    --control-plane --certificate-key KEY` can join. A kubeseed master's join payload carries the keys instead."""
+    from . import copycerts
+    from .controlplane import CERTIFICATE_KEY, config, read
+
+    cfg = config(ctx)
+    if not cfg.upload_certs:
+        ctx.say("\tnot asked (init --upload-certs); kubeseed's join payloads carry the keys, kubeadm's joins need it")
+        return
+    path = ctx.path(CERTIFICATE_KEY)
+    key = cfg.certificate_key or (read(path) or b"").decode().strip() or copycerts.certificate_key()
+    write_atomic(path, key + "\n", 0o600)  # for show-join-command, and a later upload with the same key
+    copycerts.upload_certs(ctx, key)
+    ctx.say(f"\t[upload-certs] the certificate key is in {CERTIFICATE_KEY} (show-join-command prints it)")
 
 
 def kubelet_start(ctx: Context) -> None:
@@ -101,6 +122,39 @@ def parse_fields(d: Doc, cfg: NodeConfig) -> None:
             ipaddress.ip_address(cfg.advertise_address)
         except ValueError:
             raise ConfigError("advertiseAddress", f'"{cfg.advertise_address}" is not an IP address') from None
+    _virtual_ip(d, cfg)
+    cfg.upload_certs = d.get("uploadCerts", bool, False)
+    cfg.certificate_key = d.get("certificateKey", str, "")
+    check(
+        not cfg.certificate_key or bool(re.fullmatch("[0-9a-fA-F]{64}", cfg.certificate_key)),
+        "certificateKey",
+        "must be 64 hexadecimal characters (32 bytes), as `kubeadm certs certificate-key` prints one",
+    )
+
+
+def _virtual_ip(d: Doc, cfg: NodeConfig) -> None:
+    """The control plane's virtual IP that kube-vip holds (init/kubevip.py): the endpoint is that address, port 6443
+    (the generator's cluster model says more about what is wrong; these checks keep the runtime from writing a
+    kube-vip manifest that cannot work)."""
+    vip = cfg.virtual_ip = d.get("virtualIP", str, "")
+    iface = cfg.virtual_ip_interface = d.get("virtualIPInterface", str, "")
+    if vip:
+        try:
+            ip = ipaddress.ip_address(vip)
+        except ValueError:
+            raise ConfigError("virtualIP", f'"{vip}" is not an IP address') from None
+        host, port = split_endpoint(cfg.control_plane_endpoint)
+        try:
+            same = ipaddress.ip_address(host) == ip and port == kubevip.API_PORT
+        except ValueError:  # a DNS name
+            same = False
+        want = host_port(str(ip), kubevip.API_PORT)
+        check(same, "controlPlaneEndpoint", f'must be the virtual IP at the API server\'s port, "{want}"')
+    check(
+        not iface or bool(vip and kubevip.INTERFACE.fullmatch(iface)),
+        "virtualIPInterface",
+        f'"{iface}" must be a network interface name (e.g. eth0), with virtualIP',
+    )
 
 
 TOKEN_FIELDS = ("token", "description", "expires", "usages", "groups")
@@ -169,5 +223,6 @@ def _check_pki(pki: Dict[str, str]) -> None:
         check(spki(loaded[key]) == spki(loaded[pub]), f"pki.{key}", f"is not the key of pki.{pub}")
 
 
-CONFIG = (("pki", "bootstrapTokens", "addons", "advertiseAddress"), parse_fields)
+FIELDS = ("pki", "bootstrapTokens", "addons", "advertiseAddress", "virtualIP", "virtualIPInterface")
+CONFIG = (FIELDS + ("uploadCerts", "certificateKey"), parse_fields)
 DONE = ""  # show-join-command says it all

@@ -131,13 +131,15 @@ class Client:
                 raise PhaseError(f"the API server does not serve {kind} in {version} (is its CRD applied first?)")
         return self.found[(version, kind)]
 
-    def apply(self, obj: dict) -> None:
-        """Server-side apply: creates the object or brings it to this content; safe to repeat."""
+    def apply(self, obj: dict) -> dict:
+        """Server-side apply: creates the object or brings it to this content; safe to repeat. Returns the object
+        as the server stored it (its uid, e.g., for an ownerReference to it)."""
         query = "?" + urllib.parse.urlencode({"fieldManager": "kubeseed", "force": "true"})
         status, out = self.call("PATCH", self.path(obj) + query, obj, "application/apply-patch+yaml")
         if status not in (200, 201):
             name = f"{obj.get('kind')} {(obj.get('metadata') or {}).get('name')}"
             raise PhaseError(f"the API server refused {name} (HTTP {status}): {out.get('message', '')}")
+        return out
 
     def apply_all(self, objects: List[dict]) -> None:
         for obj in objects:

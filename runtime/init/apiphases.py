@@ -236,6 +236,8 @@ def bootstrap_token(ctx: Context) -> None:
 def show_join_command(ctx: Context) -> None:
     """What kubeadm init prints: where the admin kubeconfig is, and the join command for nodes."""
     from ..tokens import ca_pin
+    from .controlplane import CERTIFICATE_KEY as KEY_FILE
+    from .controlplane import read
 
     cfg = config(ctx)
     usable = [t for t in live_tokens(ctx) if {"signing", "authentication"} <= set(t.get("usages") or [])]
@@ -252,8 +254,28 @@ def show_join_command(ctx: Context) -> None:
     ]
     if usable:
         token = usable[-1]["token"]
-        if not getattr(ctx.out, "isatty", lambda: False)():  # first-boot output lands in logs: keep the secret out
+        terminal = getattr(ctx.out, "isatty", lambda: False)()
+        if not terminal:  # first-boot output lands in logs: keep the secret out
             token = token.split(".")[0] + ".<secret: kubeseed token list, or /etc/kubeseed/config.yaml>"
+        lines += [
+            "More masters join with payloads rendered by `kubeseed render master CLUSTER --hostname NAME --join`.",
+            "",
+        ]
+        key = read(ctx.path(KEY_FILE))
+        if key:  # init --upload-certs: kubeadm's control-plane join works for 2 hours
+            shown = key.decode().strip() if terminal else f"<key: {KEY_FILE}>"
+            lines += [
+                "You can now join any number of control-plane nodes running the following command on each as root:",
+                "",
+                f"kubeadm join {cfg.control_plane_endpoint} --token {token} \\",
+                f"\t--discovery-token-ca-cert-hash {pin} \\",
+                f"\t--control-plane --certificate-key {shown}",
+                "",
+                "Please note that the certificate-key gives access to cluster sensitive data, keep it secret!",
+                "As a safeguard, uploaded-certs will be deleted in two hours; If necessary, you can use",
+                '"init --phase upload-certs --upload-certs" to reload certs afterward.',
+                "",
+            ]
         lines += [
             "Then you can join any number of worker nodes by running the following on each as root:",
             "",

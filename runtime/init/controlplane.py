@@ -25,6 +25,7 @@ PKI_FILES = (
     "sa.pub",
 )
 ADMIN_GROUP = "kubeadm:cluster-admins"
+CERTIFICATE_KEY = "/var/lib/kubeseed/certificate-key"  # the key init --upload-certs used (0600), for the join command
 
 
 def config(ctx: Context) -> NodeConfig:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from ..workflow import Context, write_atomic
 from .controlplane import MANIFESTS, PKI, advertise_address, config, host_port, localhost, url, version
+from .kubevip import kube_vip_pod
 from .versions import image
 
 P = PKI + "/"
@@ -103,16 +104,19 @@ def ca_mounts(ctx: Context) -> List[Mount]:
     ]
 
 
-def etcd_pod(ctx: Context) -> dict:
+def etcd_pod(ctx: Context, members: Optional[Dict[str, str]] = None) -> dict:
+    """etcd's static pod: the first member of a new cluster, or (``members``: name -> peer URL of the members, this
+    one included) one joining an existing cluster, as kubeadm's join writes it (--initial-cluster-state=existing)."""
     ip, node, v = advertise_address(ctx), ctx.name(), version(ctx)
     lo = localhost(ip)
+    cluster = ",".join(f"{name}={peer}" for name, peer in (members or {node: url(ip, 2380)}).items())
     flags = {
         "advertise-client-urls": url(ip, 2379),
         "cert-file": P + "etcd/server.crt",
         "client-cert-auth": "true",
         "data-dir": "/var/lib/etcd",
         "initial-advertise-peer-urls": url(ip, 2380),
-        "initial-cluster": f"{node}={url(ip, 2380)}",
+        "initial-cluster": cluster,
         "key-file": P + "etcd/server.key",
         "listen-client-urls": f"{url(lo, 2379)},{url(ip, 2379)}",
         "listen-metrics-urls": url(lo, 2381, "http"),
@@ -125,6 +129,8 @@ def etcd_pod(ctx: Context) -> dict:
         "snapshot-count": "10000",
         "trusted-ca-file": P + "etcd/ca.crt",
     }
+    if members:
+        flags["initial-cluster-state"] = "existing"
     if v.etcd_36:
         flags.update({"feature-gates": "InitialCorruptCheck=true", "watch-progress-notify-interval": "5s"})
         live = _probe(lo, "/livez", 2381, "HTTP", 8)
@@ -268,5 +274,10 @@ def etcd_phase(ctx: Context) -> None:
 
 
 def control_plane_phase(ctx: Context) -> None:
-    for pod in control_plane_pods(ctx):
+    """The control-plane static pods, and kube-vip's when the node config has a virtual IP (init/kubevip.py):
+    every manifest is made before the first is written."""
+    pods = control_plane_pods(ctx)
+    if config(ctx).virtual_ip:
+        pods.append(kube_vip_pod(ctx))
+    for pod in pods:
         _write(ctx, pod)

@@ -13,6 +13,9 @@ COREDNS = {30: "v1.11.1", 31: "v1.11.3", 32: "v1.11.3", 33: "v1.12.0", 34: "v1.1
 # constants.go PauseVersion per minor (what `kubeadm config images list` prints for pause)
 PAUSE = {30: "3.9", 31: "3.10", 32: "3.10", 33: "3.10", 34: "3.10.1", 35: "3.10.1", 36: "3.10.2"}
 DEFAULT_REPOSITORY = "registry.k8s.io"  # kubeadm's DefaultImageRepository
+# kube-vip's release for the control plane's virtual IP (init/kubevip.py), ghcr.io/kube-vip/kube-vip:<tag>: pinned,
+# not per minor (one kube-vip release serves every supported Kubernetes version)
+KUBE_VIP = "v1.2.3"
 # kubeadm PR #138957 (1.37, backported): apiserver-kubelet-client loses O=kubeadm:cluster-admins, bound instead
 NARROWED_KUBELET_CLIENT = {33: 12, 34: 8, 35: 5, 36: 1}  # minor -> first patch with it
 

@@ -170,6 +170,22 @@ def test_short_shared_names_renames_consistently_and_keeps_what_it_must() -> Non
     assert scope[renamed](1) == 2
 
 
+def test_short_shared_names_renames_what_an_import_as_names() -> None:
+    """``from .a import NAME as ALIAS``: NAME is renamed where it is defined, so the import names the new one."""
+    sources = {
+        "kubeseed/a.py": "SHARED_PATH = '/var/lib/x'\n",
+        "kubeseed/b.py": "from .a import SHARED_PATH\nfrom .a import SHARED_PATH as WHERE\n"
+        "BOTH = (SHARED_PATH, WHERE)\n",
+    }
+    out = short_shared_names(sources)
+    a: dict = {}
+    exec(out["kubeseed/a.py"], a)
+    b = out["kubeseed/b.py"]
+    assert "SHARED_PATH" not in b and " as WHERE" in b
+    for line in b.splitlines()[:2]:  # each import names a name module a defines
+        assert line.split(" import ")[1].split(" as ")[0] in a, line
+
+
 def test_short_attribute_names_renames_only_what_is_safe() -> None:
     sources = {
         "kubeseed/a.py": "import dataclasses, urllib.request\n"

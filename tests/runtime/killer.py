@@ -2,8 +2,8 @@
 
     python killer.py MODULE.FUNCTION N [before|after] -- RUNTIME ARGS...
 
-wraps ``kubeseed.runtime.MODULE.FUNCTION`` so that its N-th call kills the process (before or after the
-call runs), as a power cut or an OOM kill would, with nothing flushed or cleaned up.
+wraps ``kubeseed.runtime.MODULE.FUNCTION`` (or ``MODULE.CLASS.METHOD``) so that its N-th call kills the process
+(before or after the call runs), as a power cut or an OOM kill would, with nothing flushed or cleaned up.
 """
 
 import importlib
@@ -22,7 +22,11 @@ def main() -> None:
         if not info.name.endswith("__main__"):
             importlib.import_module(info.name)
     module_name, func_name = target.rsplit(".", 1)
-    module = importlib.import_module(f"kubeseed.runtime.{module_name}")
+    try:
+        module = importlib.import_module(f"kubeseed.runtime.{module_name}")
+    except ImportError:  # MODULE.CLASS.METHOD: the method is patched on its class
+        module_name, class_name = module_name.rsplit(".", 1)
+        module = getattr(importlib.import_module(f"kubeseed.runtime.{module_name}"), class_name)
     original = getattr(module, func_name)
     calls = [0]
 

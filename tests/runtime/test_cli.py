@@ -94,7 +94,7 @@ def test_node_name_flag_overrides_config(tmp_path: Path, node_doc: dict) -> None
     [
         ({"apiVersion": "kubeseed.io/v2"}, ["join"], 'apiVersion: unknown version "kubeseed.io/v2"'),
         ({"networking": {"podSubnet": "10.0.0/8"}}, ["join"], 'networking.podSubnet: "10.0.0/8" is not a CIDR'),
-        ({}, ["init"], "role: this node config is for a node; run `join`, not `init`"),
+        ({}, ["init"], "role: this node config is for a node; run `join`"),
         (
             {},
             ["join", "--phase", "bogus"],

@@ -142,7 +142,7 @@ def test_init_configures_a_kubeadm_compatible_control_plane(cluster: Cluster) ->
 
     again = cluster.init()
     assert (
-        again.returncode == 0 and again.stdout.count("already done, skipping") == 14
+        again.returncode == 0 and again.stdout.count("already done, skipping") == 15
     )  # every phase, kubelet-finalize included
 
 

@@ -51,6 +51,7 @@ def test_each_role_package_exports_the_interface() -> None:
         "kubelet-start",
         "wait-control-plane",
         "upload-config",
+        "upload-certs",
         "mark-control-plane",
         "bootstrap-token",
         "kubelet-finalize",
@@ -65,7 +66,16 @@ def test_each_role_package_exports_the_interface() -> None:
         "kubelet-start",
         "runtime",
     ]
-    assert init.CONFIG is not None and init.CONFIG[0] == ("pki", "bootstrapTokens", "addons", "advertiseAddress")
+    assert init.CONFIG is not None and init.CONFIG[0] == (
+        "pki",
+        "bootstrapTokens",
+        "addons",
+        "advertiseAddress",
+        "virtualIP",
+        "virtualIPInterface",
+        "uploadCerts",
+        "certificateKey",
+    )
     assert join.CONFIG is None and "joined the cluster" in join.DONE
     names = {name for name, _ in init.checks()}
     assert {"NumCPU", "Mem", "Port-6443", "DirAvailable--var-lib-etcd"} <= names

@@ -18,7 +18,8 @@ from tests.support.helpers import cloud_init_files, free_port, kubeseed, lay_out
 
 MASTER, WORKER = "cp-1", "worker-1"
 API_PHASES = (
-    "wait-control-plane,upload-config,mark-control-plane,bootstrap-token,kubelet-finalize,addon,show-join-command"
+    "wait-control-plane,upload-config,upload-certs,mark-control-plane,bootstrap-token,kubelet-finalize,addon,"
+    "show-join-command"
 )
 KILLER = Path(__file__).resolve().parents[1] / "runtime/killer.py"
 

@@ -1,0 +1,120 @@
+"""``join --control-plane``: another master joins a running control plane, as ``kubeadm join --control-plane`` does
+with stacked etcd. Its payload (``kubeseed render master CLUSTER --join``) carries the CA keys, so no certificates
+are copied: it discovers the cluster as a node does (token and CA pin), checks that the cluster's CA is its own,
+makes this machine's certificates and kubeconfigs, writes the control-plane static pods, starts the kubelet, joins
+etcd as a learner and promotes itself once caught up, and marks itself a control-plane node. Only the full runtime
+carries it (generator/zipapp.py FULL_ONLY); the role interface is init's (cli picks this module for it)."""
+
+from __future__ import annotations
+
+import os
+from typing import Dict, List
+
+from ..workflow import Context, Phase, PhaseError, write_atomic
+from . import CONFIG, checks  # noqa: F401 (the role interface: a master's config and checks)
+from .controlplane import MANIFESTS, PKI, advertise_address, config, url
+
+
+def phases() -> List[Phase]:
+    from . import apiphases, kubelet_start
+
+    return [
+        Phase("discovery", "Discovering the cluster", discovery),
+        Phase("control-plane-prepare", "Preparing this machine's control plane", prepare),
+        Phase("kubelet-start", "Starting the kubelet", kubelet_start),
+        Phase("control-plane-join", "Joining etcd and the control plane", join_etcd),
+        Phase("mark-control-plane", "Marking the control-plane node", apiphases.mark_control_plane),
+    ]
+
+
+def discovery(ctx: Context) -> None:
+    """A node's discovery (token signature, CA pin), then: the cluster's CA must be this payload's, whose keys
+    sign this machine's certificates. The token leaves the disk: a master needs no bootstrap kubeconfig."""
+    from ..join.discovery import BOOTSTRAP_CONF
+    from ..join.discovery import discovery as discover
+    from ..kubeconfig import read_kubeconfig
+    from ..tokens import ca_pin
+
+    discover(ctx)
+    path = ctx.path(BOOTSTRAP_CONF)
+    with open(path) as f:
+        _, ca, _ = read_kubeconfig(f.read(), BOOTSTRAP_CONF)
+    os.unlink(path)
+    mine = config(ctx).pki["ca.crt"].encode()
+    if ca_pin(ca) != ca_pin(mine):
+        raise PhaseError(
+            f"the cluster at {config(ctx).control_plane_endpoint} has another CA ({ca_pin(ca)}) than this payload "
+            f"({ca_pin(mine)}): render this master's payload from that cluster's directory"
+        )
+
+
+def prepare(ctx: Context) -> None:
+    """kubeadm's control-plane-prepare: this machine's certificates and kubeconfigs, signed here by the CAs the
+    payload carries, and the control-plane static pods (etcd's comes with the etcd join)."""
+    from .certs import certs
+    from .kubeconfigs import kubeconfigs
+    from .staticpods import control_plane_phase
+
+    certs(ctx)
+    kubeconfigs(ctx)
+    control_plane_phase(ctx)
+
+
+def member_endpoints(ctx: Context) -> List[str]:
+    """The etcd members' client URLs, as kubeadm finds them: the annotation of the etcd static pods' mirror pods,
+    read through the API as this machine's admin."""
+    from ..etcd import ANNOTATION, PODS, endpoints_from_pods
+    from .apiclient import Client, with_client
+
+    def find(c: Client) -> List[str]:
+        status, pods = c.call("GET", PODS)
+        if status != 200:
+            raise PhaseError(f"cannot list the etcd pods (HTTP {status}): {pods.get('message', '')}")
+        return endpoints_from_pods(pods.get("items") or [])
+
+    endpoints = with_client(ctx, "admin.conf", find)
+    if not endpoints:
+        raise PhaseError(
+            f"no etcd pod of the cluster has the {ANNOTATION} annotation: this joins a stacked etcd that kubeseed or "
+            "kubeadm made; is the first master's kubelet reporting its pods?"
+        )
+    return endpoints
+
+
+def join_etcd(ctx: Context) -> None:
+    """kubeadm's control-plane-join etcd step: this machine added as a learner (once: a re-run finds it), etcd's
+    manifest written with every member and --initial-cluster-state=existing, then, once the kubelet runs it and it
+    has caught up, promoted to a voting member."""
+    import yaml
+
+    from ..etcd import Etcd
+    from .staticpods import etcd_pod
+
+    ip, name = advertise_address(ctx), ctx.name()
+    peer = url(ip, 2380)
+    cluster = Etcd(ctx, member_endpoints(ctx))
+    me = cluster.add_learner(name, peer)
+    members: Dict[str, str] = {}
+    for m in cluster.members():
+        if m["peerURLs"]:
+            members[name if peer in m["peerURLs"] else m["name"] or m["ID"]] = m["peerURLs"][0]
+    path = ctx.path(f"{MANIFESTS}/etcd.yaml")
+    if not os.path.exists(path):
+        write_atomic(path, yaml.safe_dump(etcd_pod(ctx, members)), 0o600)
+        ctx.say(f"\t[etcd] {name} added as a learner; the kubelet starts its member from {MANIFESTS}/etcd.yaml")
+    if ctx.root:
+        ctx.say("\t--root: the member runs when something starts it from that manifest, as a kubelet would")
+    try:
+        cluster.promote(me)  # once it has caught up with the leader (retried until the deadline)
+    except PhaseError as e:
+        raise PhaseError(
+            f"{e}. Is this member running? crictl ps -a | grep etcd; crictl logs CONTAINERID (its data is in "
+            f"/var/lib/etcd, its certificates in {PKI}/etcd)"
+        ) from None
+    ctx.say(f"\t[etcd] {name} is a voting member; {cluster.summary()}")
+
+
+DONE = (
+    "\nThis node has joined the cluster and a new control plane instance was created: see it with 'kubectl get "
+    "nodes' (and `status` here for the etcd members)."
+)
