@@ -119,10 +119,36 @@ def _remove(path: str) -> bool:
     return False
 
 
+def leave_etcd(ctx: Context) -> None:
+    """On a master with stacked etcd and other members: remove this machine's member first, as kubeadm's reset does,
+    so the others keep their quorum without it (etcd itself refuses a removal that would lose it). When etcd does
+    not answer or refuses, say how to remove the member from another master, and go on (kubeadm's warning)."""
+    from .etcd import Etcd, local_flags
+
+    flags = local_flags(ctx)
+    if not flags:
+        return
+    name, peer = flags.get("name", ""), flags.get("initial-advertise-peer-urls", "")
+    try:
+        quick = Context("reset", None, ctx.root, out=ctx.out, timeout=5)
+        etcd = Etcd(quick, flags.get("advertise-client-urls", "").split(","))
+        members = etcd.members()
+        mine = [m for m in members if m["name"] == name or peer in m["peerURLs"]]
+        if not mine or len(members) == 1:
+            ctx.say("[reset] etcd: this master's member is its cluster's only one; its data goes with /var/lib/etcd")
+            return
+        etcd.remove(mine[0]["ID"])
+        ctx.say(f"[reset] Removed etcd member {name}: {len(members) - 1} member(s) remain")
+    except PhaseError as e:
+        ctx.say(
+            f"[reset] WARNING: could not remove etcd member {name} ({e}). If other masters remain, remove it from "
+            f"one of them: kubeseed-runtime remove-control-plane {name}"
+        )
+
+
 def reset(ctx: Context) -> List[str]:
     """Undo init or join under ctx.root; the paths removed (or emptied)."""
-    if os.path.exists(ctx.path("/etc/kubernetes/manifests/etcd.yaml")):
-        ctx.say("[reset] etcd: this master's member is its cluster's only one; its data goes with /var/lib/etcd")
+    leave_etcd(ctx)
     if ctx.root:
         ctx.say(
             "[reset] --root: not stopping services or containers; a machine would stop the kubelet, disable "

@@ -200,3 +200,19 @@ def test_quorum_arithmetic_and_endpoints_from_pods() -> None:
         {"metadata": {"name": "etcd-cp-3", "namespace": "kube-system", "labels": etcd}},  # no annotation yet
     ]
     assert endpoints_from_pods(pods) == ["https://10.0.0.1:2379", "https://[fd00::2]:2379"]
+
+
+def test_reset_on_a_master_leaves_etcd_first(masters: tuple[Masters, FakeAPIServer]) -> None:
+    """kubeadm's reset on one of several masters: its etcd member is removed first, so the others go on without it;
+    on the last one, there is nothing to leave."""
+    ms, _ = masters
+    first, second = ms["cp-1"], ms.add("cp-2", "127.0.0.2")
+    ms.start(first)
+    join(ms, client(first), second)
+    r = runtime("reset", "-f", "--root", str(second.root))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "[reset] Removed etcd member cp-2: 1 member(s) remain" in r.stdout
+    assert [m["name"] for m in client(first).members()] == ["cp-1"]
+    assert etcdctl(first.root, "put", "/after", "reset", endpoint=first.client_url).returncode == 0
+    r = runtime("reset", "-f", "--root", str(first.root))
+    assert r.returncode == 0 and "this master's member is its cluster's only one" in r.stdout, r.stdout
