@@ -68,9 +68,9 @@ def _parser() -> argparse.ArgumentParser:
         g.add_argument("--skip-phases", default="", metavar="NAME,...", help="skip these phases")
         c.add_argument("--timeout", type=float, default=300, metavar="SECONDS", help="bound the whole run (300)")
         c.add_argument("--advertise-address", default="", metavar="IP", help="a master's API server address here")
+        c.add_argument("--certificate-key", default="", metavar="HEX", help="kubeadm-certs' key (init: its upload)")
         if cmd == "init":
             c.add_argument("--upload-certs", action="store_true", help="kubeadm-certs for kubeadm control-plane joins")
-            c.add_argument("--certificate-key", default="", metavar="HEX", help="the key encrypting them")
         if cmd == "join":
             c.add_argument("endpoint", nargs="?", metavar="ENDPOINT", help="API server host:port (default: config)")
             c.add_argument(
@@ -104,8 +104,10 @@ def _join_doc(args: argparse.Namespace, path: str, flags: Dict[str, str]) -> Tup
     else:
         doc, path = {"apiVersion": API_VERSION, "kind": "NodeConfig", "role": "node"}, "command line"
         doc.update(clusterName="kubernetes", kubernetesVersion=DEFAULT)
+        if args.control_plane:  # kubeadm's control plane: its keys come from kubeadm-certs (--certificate-key)
+            doc["role"] = "master"
         flags.update({"discovery.token": "--token", "discovery.caCertHashes": "--discovery-token-ca-cert-hash"})
-    if not isinstance(doc, dict) or doc.get("role", "node") != "node":
+    if not isinstance(doc, dict) or doc.get("role", "node") != ("master" if args.control_plane else "node"):
         return doc, path  # parsing says what is wrong with it
     _override(
         doc,

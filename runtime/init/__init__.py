@@ -97,11 +97,19 @@ def parse_fields(d: Doc, cfg: NodeConfig) -> None:
     server's address on this machine (--advertise-address sets it)."""
     why = ControlPlaneVersion(cfg.kubernetes_version).key_algorithm_error
     check(cfg.key_algorithm != "ECDSA-P384" or not why, "keyAlgorithm", f"ECDSA-P384 needs v1.34 or later: {why}")
-    pki: Any = d.get("pki", dict, required=True)
-    for f in PKI_FILES:
-        check(isinstance(pki.get(f), str) and "-----BEGIN" in pki[f], f"pki.{f}", "must hold a PEM block")
-    check(set(pki) <= set(PKI_FILES), "pki", f"unknown files {sorted(set(pki) - set(PKI_FILES))}")
-    _check_pki(pki)
+    cfg.certificate_key = d.get("certificateKey", str, "")
+    check(
+        not cfg.certificate_key or bool(re.fullmatch("[0-9a-fA-F]{64}", cfg.certificate_key)),
+        "certificateKey",
+        "must be 64 hexadecimal characters (32 bytes), as `kubeadm certs certificate-key` prints one",
+    )
+    # a control-plane join with --certificate-key takes the keys from kubeadm-certs: none in the config then
+    pki: Any = d.get("pki", dict, {} if cfg.certificate_key and "discovery" in d.data else None, required=True)
+    if pki:
+        for f in PKI_FILES:
+            check(isinstance(pki.get(f), str) and "-----BEGIN" in pki[f], f"pki.{f}", "must hold a PEM block")
+        check(set(pki) <= set(PKI_FILES), "pki", f"unknown files {sorted(set(pki) - set(PKI_FILES))}")
+        _check_pki(pki)
     cfg.pki = pki
     tokens = d.get("bootstrapTokens", list, [])
     cfg.bootstrap_tokens = [_token(Doc(t, f"bootstrapTokens[{i}]", TOKEN_FIELDS)) for i, t in enumerate(tokens)]
@@ -124,12 +132,6 @@ def parse_fields(d: Doc, cfg: NodeConfig) -> None:
             raise ConfigError("advertiseAddress", f'"{cfg.advertise_address}" is not an IP address') from None
     _virtual_ip(d, cfg)
     cfg.upload_certs = d.get("uploadCerts", bool, False)
-    cfg.certificate_key = d.get("certificateKey", str, "")
-    check(
-        not cfg.certificate_key or bool(re.fullmatch("[0-9a-fA-F]{64}", cfg.certificate_key)),
-        "certificateKey",
-        "must be 64 hexadecimal characters (32 bytes), as `kubeadm certs certificate-key` prints one",
-    )
 
 
 def _virtual_ip(d: Doc, cfg: NodeConfig) -> None:

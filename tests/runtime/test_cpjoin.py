@@ -6,6 +6,7 @@ and mirror pods in the API)."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
@@ -17,6 +18,9 @@ from typing import Any
 
 import pytest
 
+from kubeseed.generator.tokens import load_tokens
+from kubeseed.generator.zipapp import build_zipapp
+from kubeseed.runtime.tokens import ca_pin
 from tests.support.etcd import check_ports_free, etcd_command, etcdctl
 from tests.support.helpers import cloud_init_files, kubeseed, lay_out
 from tests.support.master import KILLER, MASTER, Cluster, flags, manifest, run
@@ -62,17 +66,18 @@ class Etcds:
             p.wait(timeout=30)
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[tuple[Cluster, Etcds]]:
-    """The first master: init done (file phases, its etcd started, then the API phases), its kubelet stand-in."""
-    c = Cluster(tmp_path)
+@contextlib.contextmanager
+def first_master(tmp_path: Path, *init_args: str, version: str = "") -> Iterator[tuple[Cluster, Etcds]]:
+    """The first master: init done (file phases, its etcd started, then the API phases with ``init_args``), its
+    kubelet stand-in running; ``version``: the cluster's Kubernetes version (kubeseed's default without)."""
+    c = Cluster(tmp_path, None, *(("--kubernetes-version", version) if version else ()))
     etcds = Etcds()
     kubelets: list[StandinKubelet] = []
     try:
         etcds.start(c.root, "127.0.0.1")
         c.api.start()
-        kubelets.append(StandinKubelet(c.api, c.root, MASTER, kubelet_version="v1.35.5").start())
-        r = c.init()
+        kubelets.append(StandinKubelet(c.api, c.root, MASTER, kubelet_version=version or "v1.35.5").start())
+        r = c.init(*init_args)
         assert r.returncode == 0, r.stdout + r.stderr
         yield c, etcds
     finally:
@@ -80,6 +85,12 @@ def cluster(tmp_path: Path) -> Iterator[tuple[Cluster, Etcds]]:
             k.stop()
         c.api.stop()
         etcds.close()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[tuple[Cluster, Etcds]]:
+    with first_master(tmp_path) as made:
+        yield made
 
 
 def second_master(c: Cluster, etcds: Etcds) -> tuple[Path, list[str], StandinKubelet]:
@@ -173,3 +184,41 @@ def test_a_payload_of_another_cluster_is_refused(cluster: tuple[Cluster, Etcds],
     assert r.returncode == 1 and "[discovery]" in r.stderr, r.stdout + r.stderr
     assert "none of the public keys" in r.stderr and "are pinned" in r.stderr
     assert not (root / "etc/kubernetes/pki").exists()
+
+
+def test_a_kubeadm_style_join_with_a_certificate_key(tmp_path: Path) -> None:
+    """`join ENDPOINT --token ... --discovery-token-ca-cert-hash ... --control-plane --certificate-key KEY`, no node
+    config, as kubeadm's join against a control plane that ran `init --upload-certs` (kubeadm's kubeadm-certs
+    format): the keys come from that Secret, the Kubernetes version and networking from kubeadm-config. A wrong key
+    stops at discovery, before anything else is written."""
+    with first_master(tmp_path, "--upload-certs", version="v1.34.2") as (c, etcds):
+        key = (c.root / "var/lib/kubeseed/certificate-key").read_text().strip()
+        token = load_tokens(c.dir)[0].token
+        pin = ca_pin((c.root / "etc/kubernetes/pki/ca.crt").read_bytes())
+        pyz = tmp_path / "kubeseed-runtime.pyz"
+        pyz.write_bytes(build_zipapp(None))  # the full runtime, as `kubeseed image runtime` writes it
+        root = tmp_path / SECOND
+        root.mkdir()
+
+        def join(k: str) -> subprocess.CompletedProcess[str]:
+            args = ["join", f"127.0.0.1:{c.port}", "--token", token, "--discovery-token-ca-cert-hash", pin]
+            args += ["--control-plane", "--certificate-key", k, "--root", str(root), "--node-name", SECOND]
+            args += ["--ignore-preflight-errors", "all", "--advertise-address", "127.0.0.2", "--timeout", "60"]
+            return run(pyz, *args)
+
+        wrong = join("0" * 64)
+        assert wrong.returncode == 1 and "does not decrypt kube-system/kubeadm-certs" in wrong.stderr, wrong.stderr
+        assert not (root / "etc/kubernetes/pki").exists() and key not in wrong.stdout + wrong.stderr
+        etcds.start_when_written(root, "127.0.0.2")
+        kubelet = StandinKubelet(c.api, root, SECOND, kubelet_version="v1.34.2", address="127.0.0.2").start()
+        try:
+            r = join(key)
+        finally:
+            kubelet.stop()
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert f"[etcd] {SECOND} is a voting member" in r.stdout and key not in r.stdout + r.stderr
+        for f in ("ca.crt", "ca.key", "sa.key", "sa.pub", "front-proxy-ca.key", "etcd/ca.key"):
+            assert (root / "etc/kubernetes/pki" / f).read_bytes() == (c.root / "etc/kubernetes/pki" / f).read_bytes()
+        image = manifest(root, "kube-apiserver")["spec"]["containers"][0]["image"]
+        assert image == "registry.k8s.io/kube-apiserver:v1.34.2"  # the cluster's version, not the runtime's default
+        assert sorted(m["name"] for m in members(root)) == [MASTER, SECOND]
