@@ -6,12 +6,8 @@ and mirror pods in the API)."""
 
 from __future__ import annotations
 
-import contextlib
-import signal
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,88 +17,17 @@ import pytest
 from kubeseed.generator.tokens import load_tokens
 from kubeseed.generator.zipapp import build_zipapp
 from kubeseed.runtime.tokens import ca_pin
-from tests.support.etcd import check_ports_free, etcd_command, etcdctl
+from tests.support.cpjoin import SECOND, Etcds, first_master, second_master
+from tests.support.etcd import etcdctl
 from tests.support.helpers import cloud_init_files, kubeseed, lay_out
 from tests.support.master import KILLER, MASTER, Cluster, flags, manifest, run
 from tests.support.standin_kubelet import StandinKubelet
-
-SECOND = "cp-2"
-
-
-class Etcds:
-    """The members' etcd processes: the first master's now, the joining one's once its manifest appears."""
-
-    def __init__(self) -> None:
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.stop = threading.Event()
-        self.threads: list[threading.Thread] = []
-
-    def start(self, root: Path, ip: str) -> None:
-        check_ports_free(ip)
-        with open(root / "etcd.log", "ab") as log:
-            self.procs.append(subprocess.Popen(etcd_command(root, root / "var/lib/etcd", ip=ip), stderr=log))
-
-    def start_when_written(self, root: Path, ip: str) -> None:
-        """What the kubelet does with a new static pod: run it (here: etcd, from the manifest's flags)."""
-
-        def watch() -> None:
-            while not self.stop.is_set():
-                if (root / "etc/kubernetes/manifests/etcd.yaml").exists():
-                    time.sleep(0.2)  # written by rename: whole
-                    self.start(root, ip)
-                    return
-                time.sleep(0.1)
-
-        t = threading.Thread(target=watch, daemon=True)
-        t.start()
-        self.threads.append(t)
-
-    def close(self) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(timeout=5)
-        for p in self.procs:
-            p.send_signal(signal.SIGTERM)
-            p.wait(timeout=30)
-
-
-@contextlib.contextmanager
-def first_master(tmp_path: Path, *init_args: str, version: str = "") -> Iterator[tuple[Cluster, Etcds]]:
-    """The first master: init done (file phases, its etcd started, then the API phases with ``init_args``), its
-    kubelet stand-in running; ``version``: the cluster's Kubernetes version (kubeseed's default without)."""
-    c = Cluster(tmp_path, None, *(("--kubernetes-version", version) if version else ()))
-    etcds = Etcds()
-    kubelets: list[StandinKubelet] = []
-    try:
-        etcds.start(c.root, "127.0.0.1")
-        c.api.start()
-        kubelets.append(StandinKubelet(c.api, c.root, MASTER, kubelet_version=version or "v1.35.5").start())
-        r = c.init(*init_args)
-        assert r.returncode == 0, r.stdout + r.stderr
-        yield c, etcds
-    finally:
-        for k in kubelets:
-            k.stop()
-        c.api.stop()
-        etcds.close()
 
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[tuple[Cluster, Etcds]]:
     with first_master(tmp_path) as made:
         yield made
-
-
-def second_master(c: Cluster, etcds: Etcds) -> tuple[Path, list[str], StandinKubelet]:
-    """The join payload for SECOND laid out under its root, the kubelet stand-ins (its etcd among them) ready."""
-    r = kubeseed("render", "master", "demo", "--hostname", SECOND, "--join", "-o", "cp2.yaml", cwd=c.base)
-    assert r.returncode == 0, r.stderr
-    root = c.base / SECOND
-    lay_out(cloud_init_files((c.base / "cp2.yaml").read_bytes()), root)
-    etcds.start_when_written(root, "127.0.0.2")
-    kubelet = StandinKubelet(c.api, root, SECOND, kubelet_version="v1.35.5", address="127.0.0.2").start()
-    args = ["join", "--control-plane", "--root", str(root), "--ignore-preflight-errors", "all"]
-    return root, [*args, "--advertise-address", "127.0.0.2", "--timeout", "60"], kubelet
 
 
 def members(root: Path) -> list[dict[str, Any]]:
@@ -152,19 +77,38 @@ def test_a_second_master_joins_etcd_and_the_control_plane(cluster: tuple[Cluster
     assert again.returncode == 0 and again.stdout.count("already done, skipping") == 6
 
 
-def test_killed_after_joining_etcd_then_run_again_adds_no_second_member(cluster: tuple[Cluster, Etcds]) -> None:
-    """A power cut right after etcd added the learner: the re-run finds it (no second member) and finishes."""
+# (function the killer wraps, its call to die after): a point in every phase of a control-plane join
+KILLS = [
+    ("workflow.write_atomic", 1),  # discovery: the bootstrap kubeconfig written
+    ("workflow.write_atomic", 4),  # control-plane-prepare: among the certificates
+    ("workflow.write_atomic", 25),  # control-plane-prepare: kubeconfigs and static pods
+    ("kubelet.start_phase", 1),  # kubelet-start
+    ("etcd.Etcd.add_learner", 1),  # control-plane-join: etcd added the learner, nothing written yet
+    ("etcd.Etcd.promote", 1),  # control-plane-join: promoted, the phase not recorded
+    ("init.apiclient.Client.call", 3),  # mark-control-plane: its Node patched, the phase not recorded
+]
+
+
+@pytest.mark.parametrize("function,nth", KILLS, ids=[f"{f}-{n}" for f, n in KILLS])
+def test_killed_anywhere_then_run_again_joins_once(cluster: tuple[Cluster, Etcds], function: str, nth: int) -> None:
+    """A power cut at a point of each phase: the re-run finishes, with one member for this machine (never a second),
+    and the keys the first run made kept."""
     c, etcds = cluster
     root, args, kubelet = second_master(c, etcds)
     try:
-        cmd = [sys.executable, str(KILLER), "etcd.Etcd.add_learner", "1", "after", "--", *args]
+        cmd = [sys.executable, str(KILLER), function, str(nth), "after", "--", *args]
         killed = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
         assert killed.returncode == -9, killed.stdout + killed.stderr
+        keys = {p.name: p.read_bytes() for p in (root / "etc/kubernetes/pki").rglob("*.key")}
         r = run(root / "opt/kubeseed/kubeseed-runtime.pyz", *args)
     finally:
         kubelet.stop()
     assert r.returncode == 0, r.stdout + r.stderr
     assert sorted(m["name"] for m in members(root)) == [MASTER, SECOND]
+    after = {p.name: p.read_bytes() for p in (root / "etc/kubernetes/pki").rglob("*.key")}
+    assert all(after[name] == data for name, data in keys.items())  # nothing regenerated
+    node = c.api.get_object("v1", "Node", SECOND)
+    assert node is not None and "node-role.kubernetes.io/control-plane" in node["metadata"]["labels"]
 
 
 def test_a_payload_of_another_cluster_is_refused(cluster: tuple[Cluster, Etcds], tmp_path: Path) -> None:
