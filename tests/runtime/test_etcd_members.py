@@ -23,15 +23,13 @@ from tests.support.etcd_cluster import Machine, Masters
 from tests.support.helpers import free_port
 
 CONTROL_PLANE = {"node-role.kubernetes.io/control-plane": ""}
-# the runtime's CLI with the command registered (as the master's and the full runtime's DAY2 table has it)
-CLI = (
-    "import sys; from kubeseed.runtime import cli; cli.DAY2.setdefault('remove-control-plane', 'init.removecp'); "
-    "sys.exit(cli.main(sys.argv[1:]))"
-)
 
 
 def runtime(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", CLI, *args], capture_output=True, text=True, timeout=120)
+    """The runtime's CLI (the full runtime's commands) in a fresh interpreter."""
+    return subprocess.run(
+        [sys.executable, "-m", "kubeseed.runtime", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def remove_cp(m: Machine, node: str) -> subprocess.CompletedProcess[str]:
