@@ -10,8 +10,8 @@ from typing import Any
 
 from .args import CLUSTER_HELP, cluster_dir_arg
 from .tokencli import KUBECONFIG_HELP, connect_args, table
+from .upgradecli import CONTROL_PLANE_LABEL
 
-CONTROL_PLANE_LABEL = "node-role.kubernetes.io/control-plane"
 ETCD_PODS = "/api/v1/namespaces/kube-system/pods?labelSelector=component%3Detcd"
 
 

@@ -162,6 +162,24 @@ def _role_and_doc(args: argparse.Namespace, flags: Dict[str, str]) -> Tuple[Any,
     return load_role("master"), doc, path  # no config, no --role: this runtime's own role (node if it has both)
 
 
+def ignored_checks(args: argparse.Namespace) -> frozenset:
+    """--ignore-preflight-errors' check names, lower case."""
+    return frozenset(x.strip().lower() for x in args.ignore_preflight_errors.split(",") if x.strip())
+
+
+def chosen_phases(args: argparse.Namespace, steps: List[Phase]) -> Tuple[str, frozenset]:
+    """(only, skip) for workflow.run from --phase or --skip-phases, each a phase of ``steps`` (else ConfigError)."""
+    names = [p.name for p in steps]
+    chosen = [args.phase] if args.phase else [x for x in args.skip_phases.split(",") if x]
+    for name in chosen:
+        if name not in names:
+            raise ConfigError(
+                "--phase" if args.phase else "--skip-phases",
+                f'unknown phase "{name}"; {args.command} has: {", ".join(names)}',
+            )
+    return args.phase or "", frozenset(chosen if not args.phase else ())
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     os.umask(0o077)  # whatever umask it inherits: every directory it makes is 0700, every file gets its own mode
     args = _parser().parse_args(argv)
@@ -198,7 +216,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         except ConfigError as e:  # named after the flag that set the field, else the file's field
             field = e.path.split("[")[0]
             raise ConfigError(flags[field] if flags.get(field) else f"{path}: {e.path}", e.message) from None
-        ignore = frozenset(x.strip().lower() for x in args.ignore_preflight_errors.split(",") if x.strip())
+        ignore = ignored_checks(args)
         timeout = getattr(args, "timeout", 300)
         if not 0 < timeout < float("inf"):  # nan and inf too: either would never time out
             raise ConfigError("--timeout", f"must be a positive number of seconds, not {timeout:g}")
@@ -222,15 +240,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             ctx.say("[preflight] all checks passed")
             return 0
         steps = phases(role)
-        names = [p.name for p in steps]
-        chosen = [args.phase] if args.phase else [x for x in args.skip_phases.split(",") if x]
-        for phase_name in chosen:
-            if phase_name not in names:
-                raise ConfigError(
-                    "--phase" if args.phase else "--skip-phases",
-                    f'unknown phase "{phase_name}"; {args.command} has: {", ".join(names)}',
-                )
-        code = run(ctx, steps, args.phase or "", frozenset(chosen if not args.phase else ()))
+        code = run(ctx, steps, *chosen_phases(args, steps))
         if code == 0 and role.DONE and not args.phase:
             ctx.say(*role.DONE.split("\n"))
         return code

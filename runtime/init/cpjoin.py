@@ -47,16 +47,13 @@ def discovery(ctx: Context) -> None:
     bootstrap kubeconfig."""
     from ..join.discovery import BOOTSTRAP_CONF
     from ..join.discovery import discovery as discover
-    from ..kubeconfig import read_kubeconfig
     from ..tokens import ca_pin
     from . import copycerts
 
     discover(ctx)
     path = ctx.path(BOOTSTRAP_CONF)
-    with open(path) as f:
-        _, ca, _ = read_kubeconfig(f.read(), BOOTSTRAP_CONF)
     cfg = config(ctx)
-    call, ca = copycerts.bootstrap_call(ctx, BOOTSTRAP_CONF)
+    call, ca = copycerts.bootstrap_call(ctx, BOOTSTRAP_CONF)  # the token's client, and the CA discovery pinned
     status, cm = call(KUBEADM_CONFIG)  # the token's group may read it (kubeadm's Role): the cluster's settings
     if status == 200:
         write_atomic(ctx.path(CLUSTER), str((cm.get("data") or {}).get("ClusterConfiguration") or ""), 0o600)

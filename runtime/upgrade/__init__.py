@@ -57,7 +57,7 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Install the cluster's published runtime and run it (once); then upgrade by the phases (phases.py), which
     only the full runtime carries."""
-    from ..cli import load_role
+    from ..cli import ignored_checks, load_role
 
     if not 0 < args.timeout < float("inf") or not 0 < args.component_timeout < float("inf"):
         raise ConfigError("--timeout", "must be a positive number of seconds")
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"{path}: {e.path}", e.message) from None
     if args.drain and (cfg.role != "master" or not DNS_NAME.fullmatch(args.drain)):
         raise ConfigError("--drain", "takes another node's name, on a master (which holds admin credentials)")
-    ignore = frozenset(x.strip().lower() for x in args.ignore_preflight_errors.split(",") if x.strip())
+    ignore = ignored_checks(args)
     ctx = Context("upgrade", cfg, args.root, args.node_name, ignore, timeout=args.timeout, verbose=args.verbose)
     published = self_update(ctx)
     try:

@@ -12,11 +12,11 @@ import time
 from typing import Any, Callable, List, Optional, Tuple, cast
 
 from ..init.certcmd import COMPONENTS
-from ..init.controlplane import MANIFESTS
+from ..init.controlplane import MANIFESTS, read
 from ..preflight import Env, run_checks
 from ..versions import Version
 from ..workflow import Context, PhaseError, confine, write_atomic
-from .machine import TMP, Upgrade, machine_api, target
+from .machine import TMP, Upgrade, machine_api, ready, target
 
 HASH = "kubernetes.io/config.hash"  # the kubelet's hash of a static pod, on its mirror pod
 ETCD_DATA = "/var/lib/etcd"
@@ -62,7 +62,7 @@ def preflight(ctx: Context) -> None:
         return [
             ("error", f"{name} is not Ready; fix it before upgrading (crictl ps -a; crictl logs CONTAINERID)")
             for name, pod in pods
-            if pod is not None and not _ready(pod)
+            if pod is not None and not ready(pod)
         ]
 
     def kubelet_skew(env: Env) -> List[Tuple[str, str]]:
@@ -114,11 +114,6 @@ def _pod(call: Call, ctx: Context, name: str) -> Tuple[str, Optional[dict]]:
     return (f"no mirror pod {name}-{ctx.name()} (HTTP {status})", None) if status != 200 else ("", pod)
 
 
-def _ready(pod: dict) -> bool:
-    conditions = (pod.get("status") or {}).get("conditions") or []
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-
-
 def _hash(pod: Optional[dict]) -> Optional[str]:
     return (((pod or {}).get("metadata") or {}).get("annotations") or {}).get(HASH)
 
@@ -132,7 +127,7 @@ def _wait_healthy(ctx: Context, call: Call, name: str, before: Optional[str], se
         if pod is not None:
             if before is not None and _hash(pod) == before:
                 last = "the kubelet still runs the old manifest"
-            elif not _ready(pod):
+            elif not ready(pod):
                 last = "it is not Ready"
             else:
                 return
@@ -142,11 +137,8 @@ def _wait_healthy(ctx: Context, call: Call, name: str, before: Optional[str], se
 
 
 def _read(path: str) -> Optional[str]:
-    try:
-        with open(path) as f:
-            return f.read()
-    except FileNotFoundError:
-        return None
+    data = read(path)
+    return None if data is None else data.decode()
 
 
 def backup_etcd(ctx: Context, dest: str) -> None:
@@ -213,13 +205,6 @@ def _image(manifest: str) -> str:
         return str(yaml.safe_load(manifest)["spec"]["containers"][0]["image"])
     except (yaml.YAMLError, KeyError, IndexError, TypeError):
         return ""
-
-
-def upload_config(ctx: Context) -> None:
-    """kubeadm-config and kubelet-config at the new version (and their Roles), as kubeadm's upgrade uploads them."""
-    from ..init.apiphases import upload_config as upload
-
-    upload(ctx)
 
 
 def bootstrap_token(ctx: Context) -> None:

@@ -12,7 +12,7 @@ import urllib.parse
 from typing import Any, Dict, List, cast
 
 from ..workflow import Context, PhaseError
-from .machine import Upgrade, machine_api, target
+from .machine import Upgrade, machine_api, ready, target
 
 MIRROR = "kubernetes.io/config.mirror"
 
@@ -134,13 +134,13 @@ def wait_kubelet(ctx: Context, name: str) -> None:
         status, node = call("GET", f"/api/v1/nodes/{name}")
         info = (node.get("status") or {}) if status == 200 else {}
         have = (info.get("nodeInfo") or {}).get("kubeletVersion", "")
-        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in info.get("conditions") or [])
-        if have == want and ready:
+        up = status == 200 and ready(node)
+        if have == want and up:
             ctx.say(f"\tnode/{name} runs kubelet {want}")
             return
         if time.monotonic() > ctx.deadline:
             raise PhaseError(
-                f"node {name} still runs kubelet {have or '?'}{'' if ready else ' (not Ready)'}: run `upgrade {want} "
+                f"node {name} still runs kubelet {have or '?'}{'' if up else ' (not Ready)'}: run `upgrade {want} "
                 f"--no-drain` on {name}, then `upgrade {want} --drain {name} --phase uncordon` here"
             )
         if time.monotonic() - said > 60:

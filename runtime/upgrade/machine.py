@@ -24,6 +24,12 @@ class Upgrade(Context):
     config_path = ""  # the node config's file, which post-upgrade updates
 
 
+def ready(obj: dict) -> bool:
+    """Whether a Pod or Node has condition Ready True."""
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
 def target(ctx: Context) -> str:
     return cast(Upgrade, ctx).target.text
 

@@ -10,6 +10,7 @@ import os
 import re
 from typing import List, cast
 
+from ..cli import chosen_phases
 from ..config import ConfigError
 from ..versions import Version
 from ..workflow import Context, Phase, PhaseError, load_state, write_atomic
@@ -20,6 +21,7 @@ from .machine import STATE, Upgrade, target
 def phases(role: str, drain_only: bool = False) -> List[Phase]:
     """upgrade's phases for ``role``; with ``drain_only`` (a master's --drain NODE) those that drain NODE, wait
     for its kubelet to run the target, and uncordon it."""
+    from ..init.apiphases import upload_config
     from . import controlplane, drain, packages
 
     cordon = [
@@ -35,7 +37,7 @@ def phases(role: str, drain_only: bool = False) -> List[Phase]:
     if role == "master":
         steps += [
             Phase("control-plane", "Upgrading the control-plane static pods", controlplane.static_pods),
-            Phase("upload-config", "Uploading the configuration for the new version", controlplane.upload_config),
+            Phase("upload-config", "Uploading the configuration for the new version", upload_config),
             Phase("bootstrap-token", "Updating the bootstrap-token RBAC rules", controlplane.bootstrap_token),
             Phase("addon", "Upgrading CoreDNS and kube-proxy", controlplane.addon),
         ]
@@ -61,13 +63,7 @@ def main(args: argparse.Namespace, base: Context, published: str, config_path: s
     if args.version and published and args.version != published:
         ctx.say(f"[upgrade] WARNING: the cluster's published target is {published}; upgrading to {args.version}")
     steps = phases(cfg.role, bool(args.drain))
-    names = [p.name for p in steps]
-    chosen = [args.phase] if args.phase else [x for x in args.skip_phases.split(",") if x]
-    for name in chosen:
-        if name not in names:
-            raise ConfigError(
-                "--phase" if args.phase else "--skip-phases", f'unknown phase "{name}"; upgrade has: {", ".join(names)}'
-            )
+    only, skip = chosen_phases(args, steps)  # checked before anything changes
     ctx.command = f"upgrade {ctx.target.text}"
     if args.drain:  # another node's drain: its own record, this machine's upgrade done first
         ctx.state, ctx.command = (
@@ -81,7 +77,7 @@ def main(args: argparse.Namespace, base: Context, published: str, config_path: s
     _fresh_state(ctx)
     ctx.say(f"[upgrade] {ctx.name()} ({cfg.role}): {cfg.kubernetes_version} -> {ctx.target.text}")
     cfg.kubernetes_version = ctx.target.text  # what the phases render: the new version's objects
-    code = run_phases(ctx, steps, args.phase or "", frozenset(chosen if not args.phase else ()))
+    code = run_phases(ctx, steps, only, skip)
     if code == 0 and not args.phase and not args.drain:
         ctx.say("", f"[upgrade] SUCCESS! {ctx.name()} runs Kubernetes {ctx.target.text}.")
         if cfg.role == "master":
